@@ -18,7 +18,7 @@ from ._engineio import decode_engine_packet as decode_engine_packet
 from ._engineio import decode_engine_payload as decode_engine_payload
 from ._engineio import encode_engine_packet as encode_engine_packet
 from ._engineio import encode_engine_payload as encode_engine_payload
-from ._engineio_session import EngineClientSession as EngineClientSession
+from ._engineio_client import EngineClientSession as EngineClientSession
 from ._engineio_session import EngineClosed as EngineClosed
 from ._engineio_session import EngineEvent as EngineEvent
 from ._engineio_session import EngineMessage as EngineMessage
