@@ -1,0 +1,1 @@
+"""Built-in provider plugins; each uses only `omnirelay.engine`'s public API."""
