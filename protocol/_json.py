@@ -2,7 +2,8 @@
 
 orjson does the work; stdlib json is the fallback only for the one case orjson refuses and the
 peer may legitimately produce (integers beyond 64 bits, which JavaScript sends for large
-numbers). NaN and Infinity are refused both ways, as JSON.parse in a browser refuses them.
+numbers). NaN and Infinity are refused on input, as JSON.parse in a browser refuses them; on
+output they become null, as JSON.stringify makes them.
 """
 
 from __future__ import annotations
