@@ -1,5 +1,30 @@
-"""omnirelay's Trio runtime: engine, store, hub, transports, server and CLI."""
+"""omnirelay's Trio runtime: engine, store, hub, transports, server and CLI.
+
+Plugin authors need only `hookimpl`, `Provider`, `SessionContext`, the command classes and
+`StoreError` (what `emit` raises when storage fails);
+embedding in a Quart-Trio app needs `OmniRelay` and `load_config`.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from ._provider import Command as Command
+from ._provider import CommandResult as CommandResult
+from ._provider import Provider as Provider
+from ._provider import SendText as SendText
+from ._provider import SessionContext as SessionContext
+from ._provider import TestConnection as TestConnection
+from ._store import StoredEvent as StoredEvent
+from ._store import StoreError as StoreError
+from .hookspecs import hookimpl as hookimpl
+
+__all__ = [
+    "Command",
+    "CommandResult",
+    "Provider",
+    "SendText",
+    "SessionContext",
+    "StoreError",
+    "StoredEvent",
+    "TestConnection",
+    "hookimpl",
+]

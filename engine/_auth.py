@@ -6,7 +6,7 @@ A client's tenant comes only from its verified token, never from anything else i
 The tenant is the first present claim of `auth.tenant_claims` (`tenant`, `companyId`,
 `tenantId`); `sub` is the user.
 
-Errors: `AuthError` with a stable `code` (documented in docs/errors.md) and a message safe to
+Errors: `AuthError` with a stable `code` (documented in docs/rest.md) and a message safe to
 show the client: it never echoes the token or a secret.
 """
 

@@ -1,0 +1,233 @@
+"""The hub: who sees a stored event, rendered once per wire format, delivered without waiting.
+
+Every client connection attaches one `Subscriber` per stream it receives (a plain WebSocket
+has one; a Socket.IO client one per namespace). A subscriber names its `format` (the dialects
+and framing it needs), says which renditions it `wants`, and takes frames with `deliver`, which
+never blocks: it writes to the socket or queues, and applies the slow-consumer policy itself.
+
+`publish` runs synchronously in the task that committed the events (the store's writer), in log
+order. For each format some subscriber of the tenant uses, the event is rendered and encoded
+once; the same `OutFrame` object goes to every receiver. Tenants are separate dictionaries:
+an event is only ever offered to subscribers of its own tenant.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import attrs
+
+from omnirelay.protocol._dialect_base import Dialect, Rendition
+from omnirelay.protocol._envelope import encode_envelope
+from omnirelay.protocol._socketio import encode_event_frame
+
+from ._frames import OutFrame
+from ._store import StoredEvent
+
+__all__ = [
+    "EnvelopeFormat",
+    "Format",
+    "Hub",
+    "HubStatistics",
+    "SocketIOFormat",
+    "Subscriber",
+    "Target",
+]
+
+logger = logging.getLogger("omnirelay.engine.hub")
+
+Frames = tuple[tuple[Rendition, OutFrame], ...]
+
+
+@attrs.frozen
+class EnvelopeFormat:
+    """JSON envelopes `{"event","data","timestamp","seq"}` in one dialect (plain WebSocket)."""
+
+    dialect: Dialect
+
+    def render(self, stored: StoredEvent, epoch: str) -> Frames:
+        seq = f"{epoch}:{stored.seq}" if stored.seq is not None else None
+        when = stored.event.occurred_at
+        return tuple(
+            (r, OutFrame(encode_envelope(r.name, r.payload, when, seq=seq)))
+            for r in self.dialect.render(stored.event, stored.context)
+        )
+
+    def custom(self, event: str, data: Any, now: datetime) -> OutFrame:
+        return OutFrame(encode_envelope(event, data, now))
+
+
+@attrs.frozen
+class SocketIOFormat:
+    """Socket.IO EVENT frames on one namespace, from each of its dialects in turn."""
+
+    namespace: str
+    dialects: tuple[Dialect, ...]
+
+    def render(self, stored: StoredEvent, epoch: str) -> Frames:
+        frames = []
+        for dialect in self.dialects:
+            for r in dialect.render(stored.event, stored.context):
+                frames.append((r, OutFrame(encode_event_frame(self.namespace, r.name, r.payload))))
+        return tuple(frames)
+
+    def custom(self, event: str, data: Any, now: datetime) -> OutFrame:
+        return OutFrame(encode_event_frame(self.namespace, event, data))
+
+
+Format = EnvelopeFormat | SocketIOFormat
+
+
+class Subscriber(Protocol):
+    """One stream of frames to one client (see the module docstring)."""
+
+    @property
+    def tenant_id(self) -> str: ...
+
+    @property
+    def connection_id(self) -> str: ...
+
+    @property
+    def format(self) -> Format: ...
+
+    def wants(self, stored: StoredEvent, rendition: Rendition) -> bool:
+        """Whether this rendition of a stored event is for this subscriber (filters, rooms)."""
+        ...
+
+    def in_room(self, room: str) -> bool:
+        """Whether the subscriber joined `room` (an unscoped room name)."""
+        ...
+
+    def deliver(self, frame: OutFrame, *, durable: bool) -> None:
+        """Send or queue the frame now; never blocks, never raises for a slow client."""
+        ...
+
+
+@attrs.frozen
+class Target:
+    """Whom a server-side publish (`/api/publish`) addresses inside one tenant.
+
+    All None: every subscriber of the tenant. `namespace` limits to that Socket.IO namespace
+    ("" for plain WebSocket clients); `room` to subscribers in that room; `connection_id` to one
+    connection.
+    """
+
+    namespace: str | None = None
+    room: str | None = None
+    connection_id: str | None = None
+
+
+@attrs.frozen
+class HubStatistics:
+    subscribers: int
+    tenants: int
+    published: int
+    delivered: int
+    render_seconds: float
+
+
+class Hub:
+    """Routes stored events and server-side publishes to the subscribers of their tenant."""
+
+    def __init__(
+        self,
+        *,
+        epoch: Callable[[], str],
+        on_delivered: Callable[[StoredEvent, int, float], None] | None = None,
+    ) -> None:
+        self._epoch = epoch
+        self._tenants: dict[str, dict[int, Subscriber]] = {}
+        self._on_delivered = on_delivered
+        self._published = 0
+        self._delivered = 0
+        self._render_seconds = 0.0
+
+    def attach(self, subscriber: Subscriber) -> None:
+        self._tenants.setdefault(subscriber.tenant_id, {})[id(subscriber)] = subscriber
+
+    def detach(self, subscriber: Subscriber) -> None:
+        subscribers = self._tenants.get(subscriber.tenant_id)
+        if subscribers is not None:
+            subscribers.pop(id(subscriber), None)
+            if not subscribers:
+                del self._tenants[subscriber.tenant_id]
+
+    def subscribers(self, tenant_id: str | None = None) -> list[Subscriber]:
+        if tenant_id is not None:
+            return list(self._tenants.get(tenant_id, {}).values())
+        return [s for subs in self._tenants.values() for s in subs.values()]
+
+    def publish(self, stored: StoredEvent) -> int:
+        """Offer a stored event to its tenant's subscribers; returns how many frames went out."""
+        self._published += 1
+        subscribers = self._tenants.get(stored.tenant_id)
+        if not subscribers:
+            return 0
+        started = time.perf_counter()
+        rendered: dict[Format, Frames] = {}
+        durable = stored.event.durable
+        delivered = 0
+        # A copy: delivering may detach a subscriber (a slow client is kicked).
+        for subscriber in tuple(subscribers.values()):
+            fmt = subscriber.format
+            frames = rendered.get(fmt)
+            if frames is None:
+                render_started = time.perf_counter()
+                frames = rendered[fmt] = fmt.render(stored, self._epoch())
+                self._render_seconds += time.perf_counter() - render_started
+            for rendition, frame in frames:
+                if subscriber.wants(stored, rendition):
+                    subscriber.deliver(frame, durable=durable)
+                    delivered += 1
+        self._delivered += delivered
+        if self._on_delivered is not None:
+            self._on_delivered(stored, delivered, time.perf_counter() - started)
+        return delivered
+
+    def publish_many(self, events: Iterable[StoredEvent]) -> None:
+        for stored in events:
+            self.publish(stored)
+
+    def publish_custom(self, tenant_id: str, event: str, data: Any, target: Target) -> int:
+        """A server-side publish of a custom event (ephemeral; not logged). Returns deliveries."""
+        subscribers = self._tenants.get(tenant_id)
+        if not subscribers:
+            return 0
+        now = datetime.now(UTC)
+        frames: dict[Format, OutFrame] = {}
+        delivered = 0
+        for subscriber in tuple(subscribers.values()):
+            if not _targets(subscriber, target):
+                continue
+            fmt = subscriber.format
+            frame = frames.get(fmt)
+            if frame is None:
+                frame = frames[fmt] = fmt.custom(event, data, now)
+            subscriber.deliver(frame, durable=False)
+            delivered += 1
+        self._delivered += delivered
+        return delivered
+
+    def statistics(self) -> HubStatistics:
+        return HubStatistics(
+            subscribers=sum(len(s) for s in self._tenants.values()),
+            tenants=len(self._tenants),
+            published=self._published,
+            delivered=self._delivered,
+            render_seconds=self._render_seconds,
+        )
+
+
+def _targets(subscriber: Subscriber, target: Target) -> bool:
+    if target.connection_id is not None and subscriber.connection_id != target.connection_id:
+        return False
+    if target.namespace is not None:
+        fmt = subscriber.format
+        namespace = fmt.namespace if isinstance(fmt, SocketIOFormat) else ""
+        if namespace != target.namespace:
+            return False
+    return target.room is None or subscriber.in_room(target.room)

@@ -1,0 +1,303 @@
+"""The plain WebSocket endpoint (`/ws`): JSON envelopes out, client actions in.
+
+Transport-agnostic: the same `serve_envelope_client` runs over the native fast path (our own
+listener) and over ASGI when the gateway is embedded in a Quart app; each provides a
+`MessageTransport`. The connection's task is the actor: it reads actions; the hub writes
+frames from the publishing task through `EnvelopeSubscriber.deliver`, which never waits.
+
+Close codes (docs/websocket.md): 1000 normal, 1001 server shutting down, 1009 message too big,
+1011 internal error, 4000 disconnected by the operator (do not reconnect), 4001 disconnected by
+the operator (reconnect), 4008 too slow: durable events would overflow the connection's buffer
+(reconnect and resume).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+import trio
+
+from omnirelay.protocol._dialect_base import Rendition, source_name
+from omnirelay.protocol._envelope import (
+    Filter,
+    Ping,
+    Resume,
+    Subscribe,
+    Unsubscribe,
+    decode_action,
+    encode_envelope,
+)
+from omnirelay.protocol._errors import RemoteProtocolError
+
+from ._auth import Principal
+from ._frames import OutFrame
+from ._hub import EnvelopeFormat
+from ._metrics import Metrics
+from ._store import StoredEvent
+
+if TYPE_CHECKING:
+    from ._engine import Engine
+
+__all__ = [
+    "CLOSE_GOING_AWAY",
+    "CLOSE_KICKED",
+    "CLOSE_KICKED_RECONNECT",
+    "CLOSE_SLOW",
+    "EnvelopeConnection",
+    "EnvelopeSubscriber",
+    "MessageTransport",
+    "TransportClosed",
+]
+
+logger = logging.getLogger("omnirelay.engine.ws")
+
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_KICKED = 4000
+CLOSE_KICKED_RECONNECT = 4001
+CLOSE_SLOW = 4008
+
+
+class TransportClosed(Exception):
+    """The client went away (raised by `MessageTransport.receive`)."""
+
+
+class MessageTransport(Protocol):
+    """One websocket, as the endpoint needs it."""
+
+    def send_frame_nowait(self, frame: OutFrame) -> bool:
+        """Write or queue a frame now; False if the connection's buffer is full."""
+        ...
+
+    async def receive(self) -> str | bytes:
+        """The next complete message; TransportClosed when the client is gone."""
+        ...
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class EnvelopeSubscriber:
+    """The hub's view of one `/ws` client: its filters and its transport."""
+
+    __slots__ = (
+        "_scope",
+        "close_code",
+        "close_reason",
+        "connection_id",
+        "filters",
+        "format",
+        "metrics",
+        "tenant_id",
+        "transport",
+    )
+
+    def __init__(
+        self,
+        *,
+        tenant_id: str,
+        connection_id: str,
+        format: EnvelopeFormat,
+        transport: MessageTransport,
+        scope: trio.CancelScope,
+        metrics: Metrics,
+    ) -> None:
+        self.tenant_id = tenant_id
+        self.connection_id = connection_id
+        self.format = format
+        self.transport = transport
+        self.metrics = metrics
+        self.filters: list[Filter] = []
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._scope = scope
+
+    def wants(self, stored: StoredEvent, rendition: Rendition) -> bool:
+        if not self.filters:
+            return True
+        payload = rendition.payload if isinstance(rendition.payload, Mapping) else {}
+        context = stored.context
+        values: dict[str, str | int | None] = {
+            "event": rendition.name,
+            "session_id": context.session.id,
+            "user_id": payload.get("user_id"),
+            "chat_id": context.chat.provider_chat_id if context.chat is not None else None,
+            "source": payload.get("source")
+            or source_name(
+                context.session.provider,
+                context.chat.provider_chat_id if context.chat is not None else "",
+            ),
+        }
+        return any(f.matches(values) for f in self.filters)
+
+    def in_room(self, room: str) -> bool:
+        return False
+
+    def deliver(self, frame: OutFrame, *, durable: bool) -> None:
+        if self.close_code is not None:
+            return
+        if self.transport.send_frame_nowait(frame):
+            return
+        if durable:
+            # Nothing durable is dropped silently: the client is told it was too slow and
+            # resumes from the last seq it saw.
+            self.metrics.slow_kicks.inc()
+            self.kick(CLOSE_SLOW, "slow consumer: too many events queued")
+        else:
+            self.metrics.drops.inc()
+
+    def kick(self, code: int, reason: str) -> None:
+        """End the connection from any task: its own task closes it with this code."""
+        if self.close_code is None:
+            self.close_code, self.close_reason = code, reason
+            self._scope.cancel()
+
+
+class EnvelopeConnection:
+    """One `/ws` client from registration to close.
+
+    `open` registers it before the websocket is accepted, so the per-tenant connection limit
+    refuses with a real HTTP error (ConnectionLimitExceeded); then `serve(transport)` runs the
+    actor until the connection ends, or `abandon()` if the upgrade failed.
+    """
+
+    def __init__(
+        self, engine: Engine, principal: Principal, *, remote: str | None, transport_name: str
+    ) -> None:
+        self.engine = engine
+        self.transport_name = transport_name
+        self.scope = trio.CancelScope()
+        self.subscriber: EnvelopeSubscriber | None = None
+        self.connection = engine.connections.open(
+            principal.tenant,
+            subject=principal.subject,
+            transport=transport_name,
+            remote=remote,
+            kick=self._kick,
+        )
+        self.connection.details["filters"] = []
+        self._pending_kick: tuple[int, str] | None = None
+
+    @classmethod
+    def open(
+        cls, engine: Engine, principal: Principal, *, remote: str | None, transport_name: str
+    ) -> EnvelopeConnection:
+        """Register a connection; raises ConnectionLimitExceeded when the tenant is full."""
+        return cls(engine, principal, remote=remote, transport_name=transport_name)
+
+    def _kick(self, reconnect: bool, code: int, reason: str) -> None:
+        if self.subscriber is not None:
+            self.subscriber.kick(code, reason)
+        else:
+            self._pending_kick = (code, reason)
+            self.scope.cancel()
+
+    def abandon(self) -> None:
+        """The upgrade did not happen: forget the registration."""
+        self.engine.connections.close(self.connection)
+
+    async def serve(self, transport: MessageTransport) -> None:
+        """Serve the accepted connection until it ends; closes the transport with the right
+        code. Never raises for what the client does; an engine bug propagates."""
+        engine = self.engine
+        subscriber = self.subscriber = EnvelopeSubscriber(
+            tenant_id=self.connection.tenant_id,
+            connection_id=self.connection.id,
+            format=EnvelopeFormat(engine.dialects.get(engine.config.websocket.dialect)),
+            transport=transport,
+            scope=self.scope,
+            metrics=engine.metrics,
+        )
+        if self._pending_kick is not None:
+            subscriber.close_code, subscriber.close_reason = self._pending_kick
+        engine.hub.attach(subscriber)
+        engine.metrics.connection_opened(self.transport_name)
+        try:
+            with self.scope:
+                await _read_actions(engine, transport, subscriber, self.connection.details)
+        finally:
+            engine.hub.detach(subscriber)
+            engine.connections.close(self.connection)
+            engine.metrics.connection_closed(self.transport_name)
+        if subscriber.close_code is not None:
+            code, reason = subscriber.close_code, subscriber.close_reason
+        else:
+            code, reason = CLOSE_NORMAL, ""
+        with trio.move_on_after(2):
+            await transport.close(code, reason)
+
+
+async def _read_actions(
+    engine: Engine,
+    transport: MessageTransport,
+    subscriber: EnvelopeSubscriber,
+    details: dict[str, Any],
+) -> None:
+    while True:
+        try:
+            message = await transport.receive()
+        except TransportClosed:
+            subscriber.close_code = CLOSE_NORMAL
+            return
+        engine.metrics.client_message("websocket")
+        if isinstance(message, bytes):
+            _reply_error(subscriber, "binary_not_supported", "send JSON text messages")
+            continue
+        try:
+            action = decode_action(message)
+        except RemoteProtocolError as exc:
+            _reply_error(subscriber, exc.code, str(exc))
+            continue
+        if isinstance(action, Ping):
+            _reply(subscriber, "pong", {"id": action.id} if action.id is not None else {})
+        elif isinstance(action, Subscribe):
+            if action.filter not in subscriber.filters:
+                subscriber.filters.append(action.filter)
+            details["filters"] = [f.to_json() for f in subscriber.filters]
+            _reply(subscriber, "subscribed", _ack(action.filter, action.id))
+        elif isinstance(action, Unsubscribe):
+            if action.filter not in subscriber.filters:
+                _reply_error(
+                    subscriber,
+                    "not_subscribed",
+                    "no subscription with exactly this filter",
+                    action.id,
+                )
+                continue
+            subscriber.filters.remove(action.filter)
+            details["filters"] = [f.to_json() for f in subscriber.filters]
+            _reply(subscriber, "unsubscribed", _ack(action.filter, action.id))
+        elif isinstance(action, Resume):
+            _reply_error(
+                subscriber,
+                "resume_unavailable",
+                "resuming from a seq is not available on this server yet",
+                action.id,
+            )
+
+
+def _ack(filter: Filter, action_id: str | int | None) -> dict[str, Any]:
+    data: dict[str, Any] = {"filter": filter.to_json()}
+    if action_id is not None:
+        data["id"] = action_id
+    return data
+
+
+def _reply(subscriber: EnvelopeSubscriber, event: str, data: Any) -> None:
+    subscriber.deliver(OutFrame(encode_envelope(event, data, _now())), durable=False)
+
+
+def _reply_error(
+    subscriber: EnvelopeSubscriber, code: str, message: str, action_id: str | int | None = None
+) -> None:
+    # The shape of error_envelope, plus the id of the action it answers when there is one.
+    data: dict[str, Any] = {"code": code, "message": message}
+    if action_id is not None:
+        data["id"] = action_id
+    _reply(subscriber, "error", data)
