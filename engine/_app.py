@@ -24,8 +24,8 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from omnirelay.protocol._dialect_base import iso_millis
-from omnirelay.protocol._events import ChatKind
 from omnirelay.protocol._errors import RemoteProtocolError
+from omnirelay.protocol._events import ChatKind
 from omnirelay.protocol._json import dumps, loads
 from omnirelay.protocol._records import ChatRecord
 from omnirelay.protocol._socketio import RESERVED_EVENTS
