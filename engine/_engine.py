@@ -97,7 +97,11 @@ class Engine:
         self.metrics = metrics
         self.clock = clock
         self.random = rng
-        self.hub = Hub(epoch=lambda: store.epoch, on_delivered=metrics.delivered)
+        self.hub = Hub(
+            epoch=lambda: store.epoch,
+            on_delivered=metrics.delivered,
+            on_render_error=metrics.render_error,
+        )
         self.connections = ConnectionRegistry(per_tenant=config.limits.connections_per_tenant)
         self.closing = trio.Event()
         self.ready = False

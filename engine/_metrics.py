@@ -42,7 +42,10 @@ class Metrics:
             registry=r,
         )
         self.frames_out = Counter(
-            "omnirelay_frames_out", "Frames handed to client connections", registry=r
+            "omnirelay_frames_out",
+            "Frames handed to client connections, by event type",
+            ["type"],
+            registry=r,
         )
         self.fanout_seconds = Histogram(
             "omnirelay_fanout_seconds",
@@ -62,6 +65,9 @@ class Metrics:
             ["provider"],
             registry=r,
         )
+        self.render_errors = Counter(
+            "omnirelay_render_errors", "Events a dialect failed to render", ["dialect"], registry=r
+        )
         self.client_messages = Counter(
             "omnirelay_client_messages", "Messages received from clients", ["transport"], registry=r
         )
@@ -77,8 +83,12 @@ class Metrics:
         self.client_messages.labels(transport).inc()
 
     def delivered(self, stored: StoredEvent, frames: int, seconds: float) -> None:
-        self.frames_out.inc(frames)
+        if frames:
+            self.frames_out.labels(stored.event.type).inc(frames)
         self.fanout_seconds.observe(seconds)
+
+    def render_error(self, dialect: str, stored: StoredEvent, error: Exception) -> None:
+        self.render_errors.labels(dialect).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -193,6 +193,11 @@ def _new_message(event: MessageReceived | MessageSent, ctx: RenderContext) -> di
 
 
 def _presence(event: PresenceUpdated, ctx: RenderContext) -> tuple[Rendition, ...]:
+    # Presence is ephemeral and may concern a chat the gateway has not stored yet (a group
+    # member typing before any message): with no number and no row there is nothing a widget
+    # could match it to, so it is not shown rather than an error.
+    if numeric_chat_id(event.chat.id) is None and ctx.chat is None and ctx.contact is None:
+        return ()
     user_id = _user_id(event, event.chat.id, ctx)
     match event.state:
         case PresenceState.TYPING | PresenceState.RECORDING:

@@ -207,8 +207,10 @@ class WsClient:
     @classmethod
     async def connect(cls, url: str, headers: dict[str, str] | None = None) -> WsClient:
         def connect() -> websockets.sync.client.ClientConnection:
+            # max_queue=None: a test that reads only some events must still close promptly
+            # (a full client queue would stall websockets' own close handshake).
             connection = websockets.sync.client.connect(
-                url, additional_headers=headers, open_timeout=5
+                url, additional_headers=headers, open_timeout=5, max_queue=None
             )
             # websockets >= 17.1 wants its context manager entered (and exited by close()).
             return connection.__enter__()

@@ -299,3 +299,30 @@ async def test_health_readiness_and_metrics(gateway: Gateway) -> None:
         missing = await http.get("/no/such/route")
         assert missing.status_code == 404
         assert missing.json()["error"]["code"] == "not_found"
+
+
+async def test_the_simulator_streams_through_every_stage_without_render_errors(
+    gateway: Gateway,
+) -> None:
+    gw = gateway
+    client = await WsClient.connect(gw.ws_url(token=gw.token("acme")))
+    async with gw.http("acme") as http:
+        response = await http.post(
+            "/api/sessions",
+            json={
+                "id": "sim",
+                "provider": "simulator",
+                "options": {"benchmark": True, "rate": 2000.0, "max_events": 1500, "seed": 11},
+            },
+        )
+        assert response.status_code == 201, response.text
+        seen: set[str] = set()
+        with trio.fail_after(30):
+            while not {"new_message", "user_typing", "message_read", "session_status"} <= seen:
+                seen.add((await client.recv())["event"])
+        metrics = (await http.get("/metrics")).text
+    errors = [
+        line for line in metrics.splitlines() if line.startswith("omnirelay_render_errors_total{")
+    ]
+    assert all(line.endswith(" 0.0") for line in errors), errors
+    await client.close()

@@ -840,6 +840,24 @@ def test_envelope_paused_presence_renders_nothing() -> None:
     assert render("envelope", event, tg_context()) == ()
 
 
+def test_envelope_skips_presence_in_a_group_it_cannot_name() -> None:
+    # A group member typing before the gateway stored anything of that group: an 18-digit group
+    # id is no safe JavaScript number and there is no row yet, so nothing is shown.
+    event = PresenceUpdated(
+        provider="evolution",
+        occurred_at=utc("2026-01-10T15:32:00Z"),
+        chat=ChatRef(id="120363867565088995@g.us", kind=ChatKind.GROUP),
+        participant=Party(id="77079856339@s.whatsapp.net"),
+        state=PresenceState.TYPING,
+    )
+    context = RenderContext(
+        tenant_id="t",
+        session=SessionRecord(id="s", tenant_id="t", provider="evolution"),
+        received_at=utc("2026-01-10T15:32:00Z"),
+    )
+    assert render("envelope", event, context) == ()
+
+
 def test_envelope_chat_updated_lists_only_what_changed() -> None:
     event = ChatUpdated(
         provider="telegram",
