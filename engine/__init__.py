@@ -7,6 +7,12 @@ embedding in a Quart-Trio app needs `OmniRelay` and `load_config`.
 
 from __future__ import annotations
 
+from ._app import OmniRelay as OmniRelay
+from ._config import Config as Config
+from ._config import ConfigError as ConfigError
+from ._config import load_config as load_config
+from ._engine import Engine as Engine
+from ._engine import open_engine as open_engine
 from ._provider import Command as Command
 from ._provider import CommandResult as CommandResult
 from ._provider import Provider as Provider
@@ -20,6 +26,10 @@ from .hookspecs import hookimpl as hookimpl
 __all__ = [
     "Command",
     "CommandResult",
+    "Config",
+    "ConfigError",
+    "Engine",
+    "OmniRelay",
     "Provider",
     "SendText",
     "SessionContext",
@@ -27,4 +37,6 @@ __all__ = [
     "StoredEvent",
     "TestConnection",
     "hookimpl",
+    "load_config",
+    "open_engine",
 ]

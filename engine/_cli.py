@@ -2,6 +2,7 @@
 
     omnirelay serve [--config F] [--host H] [--port P] [--db PATH] [--demo]
     omnirelay token --tenant T [--sub U] [--ttl S] [--config F]
+    omnirelay watch --token T [--url ws://127.0.0.1:3000/ws] [--filter key=value ...]
 
 Exit status: 0 after a clean stop (SIGINT or SIGTERM: clients get 1001, sessions stop, the
 store drains), 2 for a configuration or plugin error (the message says which key or module),
@@ -52,6 +53,19 @@ def _parser() -> argparse.ArgumentParser:
         "--ttl", type=float, default=3600.0, help="seconds of validity (default 3600)"
     )
     token.add_argument("--config", help="TOML configuration file (for auth.jwt_secret)")
+
+    watch = commands.add_parser("watch", help="print the live events of /ws, one JSON line each")
+    watch.add_argument("--token", required=True, help="client JWT")
+    watch.add_argument("--url", default="ws://127.0.0.1:3000/ws", help="the /ws endpoint")
+    watch.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="subscribe with this filter (repeatable; keys: user_id, chat_id, session_id, "
+        "source, event)",
+    )
+    watch.add_argument("--count", type=int, help="stop after this many events")
     return parser
 
 
@@ -89,8 +103,8 @@ def _banner(config: Config, host: str, port: int, token: str, generated: bool) -
         "Token (valid 24 h):",
         f"  {token}",
         "",
-        "Watch the live events:",
-        f"  python -m websockets '{ws}?token={token}'",
+        "Watch the live events (Ctrl+C to stop):",
+        f"  omnirelay watch --url {ws} --token {token}",
         f"  curl -H 'Authorization: Bearer {token}' {base}/api/sessions",
         f"  curl -H 'Authorization: Bearer {token}' \\\n"
         f"       '{base}/api/whatsapp/sessions/demo-1/chats?chatType=all'",
@@ -151,11 +165,33 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _watch(args: argparse.Namespace) -> int:
+    from ._watch import WatchError, watch
+
+    filters = []
+    for item in args.filter:
+        key, sep, value = item.partition("=")
+        if not sep:
+            sys.stderr.write(f"omnirelay: --filter {item!r}: use KEY=VALUE\n")
+            return 2
+        filters.append({key: int(value) if value.lstrip("-").isdigit() else value})
+    try:
+        trio.run(watch, args.url, args.token, filters, args.count, sys.stdout)
+    except WatchError as exc:
+        sys.stderr.write(f"omnirelay: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "watch":
+            return _watch(args)
         return _token(args)
     except (ConfigError, PluginError) as exc:
         sys.stderr.write(f"omnirelay: {exc}\n")

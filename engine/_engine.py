@@ -62,7 +62,7 @@ def _utc_now() -> datetime:
 
 
 def _dropped_by_rule(event: Event) -> str | None:
-    """The ingest rule that drops this event, or None to keep it (docs/ingest.md)."""
+    """The ingest rule that drops this event, or None to keep it (docs/architecture.md)."""
     chat = getattr(event, "chat", None)
     if isinstance(chat, ChatRef) and chat.kind is ChatKind.STATUS:
         return "status_broadcast"

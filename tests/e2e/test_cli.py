@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -80,7 +81,7 @@ async def test_serve_demo_streams_the_simulated_company_and_stops_on_sigterm(
         assert process.stdout is not None
         banner = b""
         with trio.fail_after(20):
-            while b"Watch the live events" not in banner:
+            while b"omnirelay watch" not in banner:
                 chunk = await process.stdout.receive_some()
                 assert chunk, "the server exited before printing its banner"
                 banner += chunk
@@ -89,6 +90,27 @@ async def test_serve_demo_streams_the_simulated_company_and_stops_on_sigterm(
         url = re.search(r"(ws://127\.0\.0\.1:\d+/ws)", text)
         assert token is not None
         assert url is not None
+        watched = await trio.to_thread.run_sync(
+            lambda: run_cli(
+                "watch",
+                "--url",
+                url.group(1),
+                "--token",
+                token.group(1),
+                "--filter",
+                "event=new_message",
+                "--count",
+                "2",
+            )
+        )
+        assert watched.returncode == 0, watched.stderr
+        lines = [json.loads(line) for line in watched.stdout.splitlines()]
+        assert [e["event"] for e in lines] == ["subscribed", "new_message"]
+        refused = await trio.to_thread.run_sync(
+            lambda: run_cli("watch", "--url", url.group(1), "--token", "nope", "--count", "1")
+        )
+        assert refused.returncode == 1
+        assert "invalid_token" in refused.stderr
         client = await WsClient.connect(f"{url.group(1)}?token={token.group(1)}")
         message = await client.recv_event("new_message", seconds=15)
         assert message["data"]["source"] == "whatsapp"
