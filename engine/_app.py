@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -34,12 +33,12 @@ from ._auth import AuthError, Principal, token_from_request
 from ._config import Config, load_config
 from ._connections import ConnectionLimitExceeded
 from ._engine import Engine, SessionError, open_engine
-from ._frames import OutFrame
 from ._hub import Target
 from ._metrics import CONTENT_TYPE
 from ._provider import TestConnection
 from ._store import MessageView, StoreError
-from ._ws_endpoint import CLOSE_KICKED, CLOSE_KICKED_RECONNECT, EnvelopeConnection, TransportClosed
+from ._transports import QuartWebSocketTransport, quart_engineio_polling, quart_engineio_websocket
+from ._ws_endpoint import CLOSE_KICKED, CLOSE_KICKED_RECONNECT, EnvelopeConnection
 
 __all__ = ["ApiError", "OmniRelay", "create_app", "create_blueprint"]
 
@@ -153,7 +152,11 @@ async def _json_body() -> dict[str, Any]:
 
 
 def create_blueprint(
-    get_engine: Callable[[], Engine | None], *, name: str = "omnirelay"
+    get_engine: Callable[[], Engine | None],
+    *,
+    socketio_path: str = "/socket.io/",
+    websocket_path: str = "/ws",
+    name: str = "omnirelay",
 ) -> Blueprint:
     """The gateway's routes, bound to the engine `get_engine()` returns when a request comes."""
     bp = Blueprint(name, __name__)
@@ -428,7 +431,22 @@ def create_blueprint(
 
     # -- plain WebSocket through ASGI (embedded mode) ----------------------------------------
 
-    @bp.websocket("/ws")
+    # -- Socket.IO: long-polling always through here; websockets only when embedded ----------
+
+    @bp.route(socketio_path, methods=["GET", "POST", "PUT", "OPTIONS"])
+    async def socketio_polling() -> Response:
+        return await quart_engineio_polling(engine().socketio)
+
+    @bp.websocket(socketio_path)
+    async def socketio_websocket() -> Response | None:
+        gateway = engine()
+        return await quart_engineio_websocket(
+            gateway.socketio,
+            max_bytes=gateway.config.clients.inbox_bytes,
+            max_frames=gateway.config.clients.inbox_frames,
+        )
+
+    @bp.websocket(websocket_path)
     async def ws() -> Response | None:
         gateway = engine()
         token = token_from_request(
@@ -466,57 +484,6 @@ def create_blueprint(
     return bp
 
 
-class QuartWebSocketTransport:
-    """`MessageTransport` over Quart's websocket: a bounded queue and a writer task.
-
-    Slower than the native path (every frame is an await through Hypercorn) but the same
-    behaviour: `send_frame_nowait` never blocks and refuses when `max_bytes`/`max_frames`
-    would be exceeded.
-    """
-
-    def __init__(self, *, max_bytes: int, max_frames: int) -> None:
-        self.max_bytes = max_bytes
-        self.max_frames = max_frames
-        self._queue: deque[OutFrame] = deque()
-        self._bytes = 0
-        self._wake = trio.Event()
-        self._closed = False
-
-    def send_frame_nowait(self, frame: OutFrame) -> bool:
-        if self._closed:
-            return True
-        size = len(frame.text)
-        if len(self._queue) >= self.max_frames or self._bytes + size > self.max_bytes:
-            return False
-        self._queue.append(frame)
-        self._bytes += size
-        self._wake.set()
-        return True
-
-    async def run_writer(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake = trio.Event()
-            while self._queue:
-                frame = self._queue.popleft()
-                self._bytes -= len(frame.text)
-                await websocket.send(frame.text)
-
-    async def receive(self) -> str | bytes:
-        try:
-            return await websocket.receive()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            raise TransportClosed from None
-
-    async def close(self, code: int, reason: str) -> None:
-        # Flush what is queued (bounded by the caller's deadline), then close.
-        while self._queue:
-            frame = self._queue.popleft()
-            await websocket.send(frame.text)
-        self._closed = True
-        await websocket.close(code, reason)
-
-
 def _install_json_errors(app: Quart) -> None:
     @app.errorhandler(HTTPException)
     async def _http_exception(error: HTTPException) -> Response:
@@ -534,7 +501,12 @@ def create_app(engine: Engine) -> QuartTrio:
     here = os.path.dirname(os.path.abspath(__file__))
     app = QuartTrio("omnirelay.engine", root_path=here, instance_path=here)
     app.config["MAX_CONTENT_LENGTH"] = engine.config.limits.max_payload
-    app.register_blueprint(create_blueprint(lambda: engine))
+    config = engine.config
+    app.register_blueprint(
+        create_blueprint(
+            lambda: engine, socketio_path=config.socketio.path, websocket_path=config.websocket.path
+        )
+    )
     _install_json_errors(app)
     return app
 
@@ -569,7 +541,12 @@ class OmniRelay:
             self.init_app(app)
 
     def init_app(self, app: QuartTrio) -> None:
-        app.register_blueprint(create_blueprint(lambda: self.engine), url_prefix=self.url_prefix)
+        blueprint = create_blueprint(
+            lambda: self.engine,
+            socketio_path=self.config.socketio.path,
+            websocket_path=self.config.websocket.path,
+        )
+        app.register_blueprint(blueprint, url_prefix=self.url_prefix)
         app.before_serving(self._startup)
         app.after_serving(self._shutdown)
 

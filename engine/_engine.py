@@ -36,11 +36,14 @@ from omnirelay.protocol._records import SessionRecord
 from ._auth import Authenticator
 from ._config import Config, ConfigError, SessionConfig
 from ._connections import ConnectionRegistry
+from ._eio_server import EngineIOServer, EngineIOSettings
 from ._hub import Hub
 from ._metrics import Metrics
 from ._plugins import collect_dialects, collect_providers, make_plugin_manager
 from ._provider import Provider
 from ._sessions import SessionSupervisor
+from ._sio_gateway import GatewayNamespace
+from ._sio_server import SocketIOServer
 from ._store import SessionRow, Store, StoredEvent, open_sqlite_store
 
 __all__ = ["Engine", "SessionError", "open_engine"]
@@ -103,6 +106,19 @@ class Engine:
             on_render_error=metrics.render_error,
         )
         self.connections = ConnectionRegistry(per_tenant=config.limits.connections_per_tenant)
+        socketio = config.socketio
+        namespaces = {ns.name: GatewayNamespace(self, ns) for ns in socketio.namespaces}
+        self.socketio = EngineIOServer(
+            EngineIOSettings(
+                ping_interval=socketio.ping_interval,
+                ping_timeout=socketio.ping_timeout,
+                max_payload=socketio.max_payload,
+                max_buffer=config.clients.inbox_bytes,
+                cors_origins=config.server.cors_origins,
+                cors_credentials=config.server.cors_credentials,
+            ),
+            SocketIOServer(namespaces),
+        )
         self.closing = trio.Event()
         self.ready = False
         self._sessions: SessionSupervisor | None = None
@@ -231,6 +247,7 @@ class Engine:
 
     async def _start(self, nursery: trio.Nursery) -> None:
         self._sessions = SessionSupervisor(self, nursery)
+        await nursery.start(self.socketio.run)
         for session in self.config.sessions:
             await self.create_session(
                 session_id=session.id,
@@ -257,6 +274,8 @@ class Engine:
         self.closing.set()
         if self._sessions is not None:
             await self._sessions.stop_all()
+        for eio in list(self.socketio.connections.values()):
+            eio.close("server shutting down")
         for connection in self.connections.list():
             connection.kick(True, 1001, "server shutting down")
 

@@ -20,39 +20,18 @@ from ._auth import AuthError, token_from_request
 from ._config import Config
 from ._connections import ConnectionLimitExceeded
 from ._engine import Engine, open_engine
-from ._frames import OutFrame
-from ._listener import ConnectionClosed, ListenerConfig, NativeWebSocket, WebSocketHandler
+from ._listener import ListenerConfig, NativeWebSocket, WebSocketHandler
 from ._listener import serve as serve_listener
-from ._ws_endpoint import EnvelopeConnection, TransportClosed
+from ._transports import NativeTransport, native_engineio_handler
+from ._ws_endpoint import EnvelopeConnection
 
-__all__ = ["NativeTransport", "serve"]
+__all__ = ["serve"]
 
 logger = logging.getLogger("omnirelay.engine.server")
 
 
 def _error_body(code: str, message: str) -> bytes:
     return dumps({"error": {"code": code, "message": message}}).encode()
-
-
-class NativeTransport:
-    """`MessageTransport` over a native websocket: frames go out as pre-built bytes."""
-
-    __slots__ = ("ws",)
-
-    def __init__(self, ws: NativeWebSocket) -> None:
-        self.ws = ws
-
-    def send_frame_nowait(self, frame: OutFrame) -> bool:
-        return self.ws.send_nowait(frame.ws_bytes)
-
-    async def receive(self) -> str | bytes:
-        try:
-            return await self.ws.receive()
-        except ConnectionClosed:
-            raise TransportClosed from None
-
-    async def close(self, code: int, reason: str) -> None:
-        await self.ws.close(code, reason)
 
 
 def envelope_handler(engine: Engine) -> WebSocketHandler:
@@ -99,7 +78,10 @@ async def serve(
         listener = ListenerConfig(
             host=config.server.host,
             port=config.server.port,
-            websocket_paths={config.websocket.path: envelope_handler(engine)},
+            websocket_paths={
+                config.websocket.path: envelope_handler(engine),
+                config.socketio.path: native_engineio_handler(engine.socketio),
+            },
             request_head_timeout=config.server.request_head_timeout,
             max_message_size=config.websocket.max_message_size,
             max_buffer=config.clients.inbox_bytes,

@@ -37,6 +37,7 @@ from ._frames import OutFrame
 from ._hub import EnvelopeFormat
 from ._metrics import Metrics
 from ._store import StoredEvent
+from ._transports import TransportClosed
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -59,10 +60,6 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_KICKED = 4000
 CLOSE_KICKED_RECONNECT = 4001
 CLOSE_SLOW = 4008
-
-
-class TransportClosed(Exception):
-    """The client went away (raised by `MessageTransport.receive`)."""
 
 
 class MessageTransport(Protocol):

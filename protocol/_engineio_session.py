@@ -191,6 +191,11 @@ class EngineServerSession:
         return self._upgrade in (_Upgrade.AWAITING_PROBE, _Upgrade.PROBING)
 
     @property
+    def has_outgoing(self) -> bool:
+        """Frames are queued (on polling: for the next GET)."""
+        return bool(self._outbox)
+
+    @property
     def poll_pending(self) -> bool:
         """A GET is waiting for `end_poll`."""
         return self._polling

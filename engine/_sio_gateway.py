@@ -1,0 +1,174 @@
+"""The gateway's Socket.IO namespaces: auth at CONNECT, one hub subscriber per socket, rooms.
+
+Each configured namespace (`socketio.namespaces`) is served by a `GatewayNamespace`:
+
+* CONNECT: the token comes from the CONNECT payload `{token}`, else the handshake's
+  `Authorization: Bearer` header, else `?token=`. Invalid, expired or missing → the client's
+  `connect_error` with `message` and `data.code` (docs/socketio.md); a full tenant →
+  `too_many_connections`. Nothing else is revealed.
+* Scope `tenant`: the socket receives every event of its tenant in the namespace's dialects.
+  Scope `rooms`: only renditions addressed to a room it joined (or to no room at all).
+* `join_conversation {conversationId}` / `leave_conversation {conversationId}` join/leave
+  `conversation:{id}` (a chat of the socket's own tenant) and are acknowledged with
+  `{ok: true, room}` or `{ok: false, error: {code, message}}`. Rooms are kept per socket, so
+  they are tenant-scoped by construction; an event addressed to several rooms reaches a socket
+  once.
+* Slow consumers: a durable frame that does not fit the socket's buffer drops its transport
+  (the client reconnects by itself); an ephemeral one is dropped and counted.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from omnirelay.protocol._dialect_base import Rendition
+
+from ._auth import AuthError, token_from_request
+from ._config import NamespaceConfig
+from ._connections import ConnectionLimitExceeded
+from ._frames import OutFrame
+from ._hub import SocketIOFormat
+from ._sio_server import Ack, ConnectRefused, Socket
+from ._store import StoredEvent
+
+if TYPE_CHECKING:
+    from ._connections import Connection
+    from ._engine import Engine
+
+__all__ = ["GatewayNamespace", "SocketSubscriber"]
+
+TRANSPORT_LABEL = "socketio"
+
+
+class SocketSubscriber:
+    """The hub's view of one Socket.IO socket."""
+
+    __slots__ = ("connection_id", "format", "metrics", "rooms", "scope", "socket", "tenant_id")
+
+    def __init__(
+        self, engine: Engine, socket: Socket, tenant_id: str, fmt: SocketIOFormat, scope: str
+    ) -> None:
+        self.socket = socket
+        self.tenant_id = tenant_id
+        self.connection_id = socket.sid
+        self.format = fmt
+        self.scope = scope
+        self.rooms: set[str] = set()
+        self.metrics = engine.metrics
+
+    def wants(self, stored: StoredEvent, rendition: Rendition) -> bool:
+        if self.scope == "tenant" or not rendition.rooms:
+            return True
+        return any(room in self.rooms for room in rendition.rooms)
+
+    def in_room(self, room: str) -> bool:
+        return room in self.rooms
+
+    def deliver(self, frame: OutFrame, *, durable: bool) -> None:
+        if self.socket.send_frame(frame):
+            return
+        if durable:
+            # Nothing durable is dropped silently: the transport is dropped, the client
+            # reconnects by itself and reloads what it missed.
+            self.metrics.slow_kicks.inc()
+            self.socket.close_transport()
+        else:
+            self.metrics.drops.inc()
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"ok": False, "error": {"code": code, "message": message}}
+
+
+class GatewayNamespace:
+    """One configured namespace of the gateway (see the module docstring)."""
+
+    def __init__(self, engine: Engine, config: NamespaceConfig) -> None:
+        self.engine = engine
+        self.config = config
+        self.format = SocketIOFormat(
+            config.name, tuple(engine.dialects.get(d) for d in config.dialects)
+        )
+
+    async def on_connect(self, socket: Socket, auth: dict[str, Any] | None) -> None:
+        engine = self.engine
+        if engine.closing.is_set():
+            raise ConnectRefused("the server is shutting down", {"code": "shutting_down"})
+        info = socket.engine.info
+        token = token_from_request(info.headers, info.query, auth)
+        try:
+            principal = engine.auth.verify(token)
+        except AuthError as exc:
+            raise ConnectRefused(exc.message, {"code": exc.code}) from None
+
+        def kick(reconnect: bool, code: int, reason: str) -> None:
+            if reconnect:
+                socket.close_transport()
+            else:
+                socket.disconnect()
+
+        try:
+            connection = engine.connections.open(
+                principal.tenant,
+                subject=principal.subject,
+                transport=TRANSPORT_LABEL,
+                remote=info.remote,
+                kick=kick,
+                connection_id=socket.sid,
+            )
+        except ConnectionLimitExceeded as exc:
+            raise ConnectRefused(str(exc), {"code": exc.code}) from None
+        connection.details.update(namespace=self.config.name, rooms=[])
+        subscriber = SocketSubscriber(
+            engine, socket, principal.tenant, self.format, self.config.scope
+        )
+        socket.data.update(subscriber=subscriber, connection=connection, principal=principal)
+        engine.hub.attach(subscriber)
+        engine.metrics.connection_opened(TRANSPORT_LABEL)
+
+    async def on_event(
+        self, socket: Socket, name: str | int | float, args: tuple[Any, ...], ack: Ack | None
+    ) -> None:
+        self.engine.metrics.client_message(TRANSPORT_LABEL)
+        if name in ("join_conversation", "leave_conversation"):
+            answer = await self._conversation(socket, join=name == "join_conversation", args=args)
+        else:
+            answer = _error("unknown_event", f"the server does not handle {name!r}")
+        if ack is not None:
+            ack(answer)
+
+    async def _conversation(
+        self, socket: Socket, *, join: bool, args: tuple[Any, ...]
+    ) -> dict[str, Any]:
+        subscriber: SocketSubscriber = socket.data["subscriber"]
+        connection: Connection = socket.data["connection"]
+        payload = args[0] if args else None
+        raw = payload.get("conversationId") if isinstance(payload, dict) else None
+        if isinstance(raw, str) and raw.isdigit():
+            raw = int(raw)
+        if not isinstance(raw, int) or isinstance(raw, bool) or raw <= 0:
+            return _error("invalid_conversation_id", "send {conversationId: <positive integer>}")
+        room = f"conversation:{raw}"
+        if join:
+            found = await self.engine.store.get_chat(raw)
+            if found is None or found[1] != subscriber.tenant_id:
+                return _error("conversation_not_found", f"no conversation {raw}")
+            if (
+                room not in subscriber.rooms
+                and len(subscriber.rooms) >= self.engine.config.limits.rooms_per_socket
+            ):
+                return _error("too_many_rooms", "limits.rooms_per_socket reached")
+            subscriber.rooms.add(room)
+        else:
+            subscriber.rooms.discard(room)
+        connection.details["rooms"] = sorted(subscriber.rooms)
+        return {"ok": True, "room": room}
+
+    def on_disconnect(self, socket: Socket, reason: str) -> None:
+        subscriber = socket.data.get("subscriber")
+        connection = socket.data.get("connection")
+        if subscriber is None or connection is None:
+            return
+        self.engine.hub.detach(subscriber)
+        self.engine.connections.close(connection)
+        self.engine.metrics.connection_closed(TRANSPORT_LABEL)
