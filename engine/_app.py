@@ -32,6 +32,7 @@ from omnirelay.protocol._socketio import RESERVED_EVENTS
 from ._auth import AuthError, Principal, token_from_request
 from ._config import Config, load_config
 from ._connections import ConnectionLimitExceeded
+from ._eio_server import cors_headers
 from ._engine import Engine, SessionError, open_engine
 from ._hub import Target
 from ._metrics import CONTENT_TYPE
@@ -206,6 +207,17 @@ def create_blueprint(
         if found is None or (not admin and found[1] != tenant):
             raise ApiError(404, "chat_not_found", f"no chat {chat_id}")
         return found[0]
+
+    @bp.after_request
+    async def _cors(response: Response) -> Response:
+        # REST and polling answers carry the configured CORS headers (server.cors_origins).
+        current = get_engine()
+        if current is not None:
+            config = current.config.server
+            headers = {k.lower(): v for k, v in request.headers.items()}
+            for name, value in cors_headers(config.cors_origins, config.cors_credentials, headers):
+                response.headers[name] = value
+        return response
 
     @bp.errorhandler(ApiError)
     async def _api_error(error: ApiError) -> Response:

@@ -109,6 +109,11 @@ def _banner(config: Config, host: str, port: int, token: str, generated: bool) -
         f"  curl -H 'Authorization: Bearer {token}' \\\n"
         f"       '{base}/api/whatsapp/sessions/demo-1/chats?chatType=all'",
     ]
+    lines += [
+        "",
+        "Or from a socket.io-client front-end:",
+        f"  io('{base}', {{ auth: {{ token: '<the token>' }} }}).on('whatsapp:new-message', console.log)",
+    ]
     if generated:
         lines += ["", "(No OMNIRELAY_JWT_SECRET was set: a random one is used for this run.)"]
     return "\n".join(lines) + "\n"

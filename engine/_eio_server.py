@@ -50,6 +50,7 @@ __all__ = [
     "HttpReply",
     "RequestInfo",
     "WebSocketTransport",
+    "cors_headers",
 ]
 
 logger = logging.getLogger("omnirelay.engine.engineio")
@@ -110,6 +111,28 @@ class EngineHandler(Protocol):
     async def message(self, connection: EngineConnection, data: str | bytes) -> None: ...
 
     def closed(self, connection: EngineConnection, reason: str) -> None: ...
+
+
+def cors_headers(
+    origins: tuple[str, ...], credentials: bool, headers: Mapping[str, str]
+) -> tuple[tuple[str, str], ...]:
+    """CORS response headers for a request from `headers["origin"]`, or () if not allowed.
+
+    `origins` is the allow list (`"*"` allows any origin; with credentials the origin is still
+    echoed, never `*`, as browsers require).
+    """
+    origin = headers.get("origin")
+    if not origin or not origins or (origin not in origins and "*" not in origins):
+        return ()
+    result = [
+        ("Access-Control-Allow-Origin", origin),
+        ("Vary", "Origin"),
+        ("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS"),
+        ("Access-Control-Allow-Headers", "authorization, content-type"),
+    ]
+    if credentials:
+        result.append(("Access-Control-Allow-Credentials", "true"))
+    return tuple(result)
 
 
 def _error(code: int, message: str, status: int = 400) -> HttpReply:
@@ -309,14 +332,7 @@ class EngineIOServer:
     # -- HTTP long-polling -----------------------------------------------------------------
 
     def cors_headers(self, headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-        origin = headers.get("origin")
-        allowed = self.settings.cors_origins
-        if not origin or not allowed or (origin not in allowed and "*" not in allowed):
-            return ()
-        result = [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
-        if self.settings.cors_credentials:
-            result.append(("Access-Control-Allow-Credentials", "true"))
-        return tuple(result)
+        return cors_headers(self.settings.cors_origins, self.settings.cors_credentials, headers)
 
     def _check_query(self, query: Mapping[str, str], *, websocket: bool) -> HttpReply | None:
         if query.get("EIO") != "4":
@@ -340,14 +356,7 @@ class EngineIOServer:
     ) -> HttpReply:
         """Answer one long-polling request (the caller adds `cors_headers`)."""
         if method == "OPTIONS":
-            return HttpReply(
-                204,
-                "",
-                headers=(
-                    ("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
-                    ("Access-Control-Allow-Headers", "content-type, authorization"),
-                ),
-            )
+            return HttpReply(204, "")  # the preflight: the route adds the CORS headers
         problem = self._check_query(query, websocket=False)
         if problem is not None:
             return problem

@@ -326,3 +326,33 @@ async def test_the_simulator_streams_through_every_stage_without_render_errors(
     ]
     assert all(line.endswith(" 0.0") for line in errors), errors
     await client.close()
+
+
+async def test_cors_for_rest_and_socketio_polling(tmp_path: Path) -> None:
+    from omnirelay.engine._config import ServerConfig
+
+    config = gateway_config(
+        tmp_path,
+        server=ServerConfig(
+            host="127.0.0.1", port=0, cors_origins=("https://crm.example",), cors_credentials=True
+        ),
+    )
+    async with trio.open_nursery() as nursery:
+        gw = await start_gateway(nursery, config)
+        async with gw.http("acme") as http:
+            allowed = {"Origin": "https://crm.example"}
+            for response in (
+                await http.get("/api/sessions", headers=allowed),
+                await http.options(
+                    "/api/sessions", headers={**allowed, "Access-Control-Request-Method": "POST"}
+                ),
+                await http.get("/socket.io/?EIO=4&transport=polling", headers=allowed),
+                await http.options("/socket.io/?EIO=4&transport=polling", headers=allowed),
+            ):
+                assert response.status_code < 300, response.text
+                assert response.headers["access-control-allow-origin"] == "https://crm.example"
+                assert response.headers["access-control-allow-credentials"] == "true"
+                assert "authorization" in response.headers["access-control-allow-headers"]
+            other = await http.get("/api/sessions", headers={"Origin": "https://evil.example"})
+            assert "access-control-allow-origin" not in other.headers
+        nursery.cancel_scope.cancel()

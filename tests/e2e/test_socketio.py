@@ -473,3 +473,65 @@ async def test_a_polling_client_that_stops_polling_is_dropped_not_waited_for(
             # Both stalled clients: the first one stopped polling again after its one GET.
             assert "omnirelay_slow_consumer_disconnects_total 2.0" in metrics
         nursery.cancel_scope.cancel()
+
+
+async def test_evolution_events_arrive_on_the_root_namespace_without_secrets(
+    gateway: Gateway,
+) -> None:
+    from omnirelay.protocol import ProviderRaw
+
+    gw = gateway
+    await create_session(gw, "acme", "vendas-2024")
+    ready, go = threading.Event(), threading.Event()
+
+    async def scenario(sio: socketio.AsyncClient) -> Any:
+        got = asyncio.Event()
+        received: list[Any] = []
+
+        async def on_event(data: Any) -> None:
+            received.append(data)
+            got.set()
+
+        sio.on("evolution-event", on_event)
+        await sio.connect(
+            gw.base, auth={"token": gw.token("acme")}, transports=["websocket"], wait_timeout=5
+        )
+        ready.set()
+        await asyncio.get_running_loop().run_in_executor(None, go.wait, 10)
+        await got.wait()
+        return received[0]
+
+    raw = ProviderRaw(
+        provider="evolution",
+        occurred_at=T0,
+        name="messages.upsert",
+        payload={
+            "event": "messages.upsert",
+            "instance": "vendas-2024",
+            "data": {
+                "key": {"remoteJid": "5511999999999@s.whatsapp.net", "id": "3EB0"},
+                "message": {"conversation": "Olá"},
+            },
+            "server_url": "http://evolution.internal:8080",
+            "date_time": "2025-10-07T02:00:00.000Z",
+            "sender": "5511888888888@s.whatsapp.net",
+            "apikey": "B6D711FCDE4D4FD5936544120E713976",
+        },
+    )
+    results: list[Any] = []
+
+    async def client() -> None:
+        results.append(await run_python_client(scenario, seconds=15))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client)
+        assert await trio.to_thread.run_sync(ready.wait, 10)
+        await gw.scripted.feed("vendas-2024", raw)
+        go.set()
+    [event] = results
+    assert event["instance"] == "vendas-2024"
+    assert event["event"] == "messages.upsert"
+    assert event["data"]["message"] == {"conversation": "Olá"}
+    assert "apikey" not in event
+    assert "server_url" not in event
+    assert "B6D711FCDE4D4FD5936544120E713976" not in json.dumps(event)
