@@ -112,7 +112,8 @@ def _banner(config: Config, host: str, port: int, token: str, generated: bool) -
     lines += [
         "",
         "Or from a socket.io-client front-end:",
-        f"  io('{base}', {{ auth: {{ token: '<the token>' }} }}).on('whatsapp:new-message', console.log)",
+        f"  io('{base}', {{ auth: {{ token: '<the token>' }} }})",
+        "    .on('whatsapp:new-message', console.log)",
     ]
     if generated:
         lines += ["", "(No OMNIRELAY_JWT_SECRET was set: a random one is used for this run.)"]
