@@ -535,3 +535,22 @@ async def test_evolution_events_arrive_on_the_root_namespace_without_secrets(
     assert "apikey" not in event
     assert "server_url" not in event
     assert "B6D711FCDE4D4FD5936544120E713976" not in json.dumps(event)
+
+
+@pytest.mark.parametrize("where", ["header", "query"])
+async def test_the_token_may_come_from_the_handshake_header_or_query(
+    gateway: Gateway, where: str
+) -> None:
+    gw = gateway
+    token = gw.token("acme")
+
+    async def scenario(sio: socketio.AsyncClient) -> str | None:
+        if where == "header":
+            await sio.connect(gw.base, headers={"Authorization": f"Bearer {token}"}, wait_timeout=5)
+        else:
+            await sio.connect(f"{gw.base}?token={token}", wait_timeout=5)
+        sid = sio.get_sid("/")
+        await sio.disconnect()
+        return sid
+
+    assert await run_python_client(scenario)
