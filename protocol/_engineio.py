@@ -109,8 +109,13 @@ def encode_engine_payload(frames: Iterable[str | bytes]) -> str:
     return RECORD_SEPARATOR.join(parts)
 
 
-def decode_engine_payload(body: str) -> list[EnginePacket]:
-    """Split an HTTP long-polling body into packets."""
+def decode_engine_payload(body: str | bytes) -> list[EnginePacket]:
+    """Split an HTTP long-polling body (text, or its UTF-8 bytes) into packets."""
+    if isinstance(body, bytes | bytearray):
+        try:
+            body = bytes(body).decode("utf-8")
+        except UnicodeDecodeError:
+            raise RemoteProtocolError("polling body is not UTF-8", code="invalid_payload") from None
     if not isinstance(body, str):
         raise RemoteProtocolError("a polling payload is text", code="invalid_payload")
     if not body:

@@ -150,11 +150,7 @@ class EngineClientSession:
         if self.closed:
             return []
         try:
-            text = body.decode("utf-8") if isinstance(body, bytes) else body
-            packets = decode_engine_payload(text)
-        except UnicodeDecodeError:
-            self._set_closed("parse error")
-            raise RemoteProtocolError("polling body is not UTF-8", code="invalid_payload") from None
+            packets = decode_engine_payload(body)
         except RemoteProtocolError:
             self._set_closed("parse error")
             raise

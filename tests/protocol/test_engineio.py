@@ -140,6 +140,12 @@ def test_arbitrary_frames_raise_only_remote_errors(frame: str | bytes) -> None:
         decode_engine_packet(frame)
 
 
+@given(st.binary())
+def test_arbitrary_payload_bytes_raise_only_remote_errors(body: bytes) -> None:
+    with contextlib.suppress(RemoteProtocolError):
+        decode_engine_payload(body)
+
+
 @given(st.text())
 def test_arbitrary_payloads_and_handshakes_raise_only_remote_errors(text: str) -> None:
     for decode in (decode_engine_payload, Handshake.decode):
