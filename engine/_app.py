@@ -39,7 +39,8 @@ from ._metrics import CONTENT_TYPE
 from ._provider import TestConnection
 from ._store import MessageView, StoreError
 from ._transports import QuartWebSocketTransport, quart_engineio_polling, quart_engineio_websocket
-from ._ws_endpoint import CLOSE_KICKED, CLOSE_KICKED_RECONNECT, EnvelopeConnection
+from ._webhooks_api import register_webhook_routes
+from ._ws_endpoint import CLOSE_KICKED, CLOSE_KICKED_RECONNECT, EnvelopeConnection, parse_since
 
 __all__ = ["ApiError", "OmniRelay", "create_app", "create_blueprint"]
 
@@ -192,6 +193,8 @@ def create_blueprint(
         if named is not None and not isinstance(named, str):
             raise ApiError(400, "invalid_body", "tenant must be a string")
         return named, True
+
+    register_webhook_routes(bp, engine, tenant_of_request)
 
     async def session_for_request(session_id: str) -> Any:
         tenant, admin = tenant_of_request()
@@ -469,6 +472,10 @@ def create_blueprint(
             principal = gateway.auth.verify(token)
         except AuthError as exc:
             return error_response(401, exc.code, exc.message)
+        try:
+            since = parse_since(websocket.args.get("since"))
+        except RemoteProtocolError as exc:
+            return error_response(400, exc.code, str(exc))
         remote = websocket.remote_addr
         try:
             connection = EnvelopeConnection.open(
@@ -488,7 +495,7 @@ def create_blueprint(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(transport.run_writer)
             try:
-                await connection.serve(transport)
+                await connection.serve(transport, since=since)
             finally:
                 nursery.cancel_scope.cancel()
         return None

@@ -20,6 +20,8 @@ import attrs
 import cattrs
 from cattrs.errors import BaseValidationError, ForbiddenExtraKeysError
 
+from ._webhooks import WebhookConfig
+
 __all__ = [
     "AuthConfig",
     "ClientConfig",
@@ -146,6 +148,7 @@ class WebSocketConfig:
 class ClientConfig:
     inbox_frames: int = attrs.field(default=1024, validator=_positive)
     inbox_bytes: int = attrs.field(default=4 * 1024 * 1024, validator=_positive)
+    replay_limit: int = attrs.field(default=10_000, validator=_positive)
 
 
 @attrs.frozen(kw_only=True)
@@ -196,6 +199,7 @@ class Config:
     limits: LimitsConfig = attrs.field(factory=LimitsConfig)
     supervisor: SupervisorConfig = attrs.field(factory=SupervisorConfig)
     demo: DemoConfig = attrs.field(factory=DemoConfig)
+    webhooks: WebhookConfig = attrs.field(factory=WebhookConfig)
     sessions: tuple[SessionConfig, ...] = ()
     plugins: tuple[str, ...] = ()
     log_level: str = "INFO"

@@ -90,7 +90,9 @@ class ConnectionRegistry:
         return connection
 
     def close(self, connection: Connection) -> None:
-        if self._by_id.pop(connection.id, None) is not None:
+        """Unregister this connection (not another one that reuses its id); idempotent."""
+        if self._by_id.get(connection.id) is connection:
+            del self._by_id[connection.id]
             left = self._count[connection.tenant_id] - 1
             if left:
                 self._count[connection.tenant_id] = left

@@ -17,7 +17,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import trio
@@ -44,11 +44,15 @@ from ._provider import Provider
 from ._sessions import SessionSupervisor
 from ._sio_gateway import GatewayNamespace
 from ._sio_server import SocketIOServer
-from ._store import SessionRow, Store, StoredEvent, open_sqlite_store
+from ._store import SessionRow, Store, StoredEvent, StoreError, open_sqlite_store
+from ._webhooks import WebhookDispatcher
 
 __all__ = ["Engine", "SessionError", "open_engine"]
 
 logger = logging.getLogger("omnirelay.engine")
+
+# How often the event log is pruned to the retention settings (seconds).
+RETENTION_INTERVAL = 60.0
 
 
 class SessionError(Exception):
@@ -119,6 +123,13 @@ class Engine:
             ),
             SocketIOServer(namespaces),
         )
+        self.webhooks = WebhookDispatcher(
+            store,
+            dialects.get(config.webhooks.dialect),
+            config=config.webhooks,
+            clock=clock,
+            rng=rng,
+        )
         self.closing = trio.Event()
         self.ready = False
         self._sessions: SessionSupervisor | None = None
@@ -135,6 +146,7 @@ class Engine:
         for stored in events:
             self.metrics.events_in.labels(stored.event.type).inc()
             self.hub.publish(stored)
+            self.webhooks.offer(stored)
 
     async def submit(self, session: SessionRecord, events: Iterable[Event]) -> list[StoredEvent]:
         """Ingest events of one session; returns what was stored (see the module docstring)."""
@@ -243,11 +255,36 @@ class Engine:
             "updatedAt": row.updated_at.isoformat().replace("+00:00", "Z"),
         }
 
+    # -- retention -------------------------------------------------------------------------
+
+    async def prune_log(self) -> int:
+        """Apply `storage.retention_count` / `retention_age` to every tenant's log now."""
+        storage = self.config.storage
+        return await self.store.prune(
+            None,
+            keep_count=storage.retention_count,
+            max_age=timedelta(seconds=storage.retention_age),
+            now=self.clock(),
+        )
+
+    async def _retention(self) -> None:
+        while True:
+            await trio.sleep(RETENTION_INTERVAL)
+            try:
+                pruned = await self.prune_log()
+            except StoreError as exc:
+                logger.warning("pruning the event log failed (will retry): %s", exc)
+                continue
+            if pruned:
+                logger.info("pruned %d event-log entries past retention", pruned)
+
     # -- lifecycle -------------------------------------------------------------------------
 
     async def _start(self, nursery: trio.Nursery) -> None:
         self._sessions = SessionSupervisor(self, nursery)
         await nursery.start(self.socketio.run)
+        await nursery.start(self.webhooks.run)
+        nursery.start_soon(self._retention)
         for session in self.config.sessions:
             await self.create_session(
                 session_id=session.id,
@@ -285,13 +322,14 @@ def _check_dialects(config: Config, dialects: DialectRegistry) -> None:
         (f"socketio.namespaces {n.name}", d) for n in config.socketio.namespaces for d in n.dialects
     ]
     wanted.append(("websocket.dialect", config.websocket.dialect))
+    wanted.append(("webhooks.dialect", config.webhooks.dialect))
     for where, name in wanted:
         if name not in dialects:
             known = ", ".join(dialects.names())
             raise ConfigError(f"{where}: unknown dialect {name!r} (known: {known})")
     for where, name in wanted:
         wire = dialects.get(name).wire
-        expected = "envelope" if where == "websocket.dialect" else "socketio"
+        expected = "socketio" if where.startswith("socketio") else "envelope"
         if wire != expected:
             raise ConfigError(f"{where}: dialect {name!r} is for {wire}, not {expected}")
 

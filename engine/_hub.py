@@ -64,16 +64,24 @@ class EnvelopeFormat:
 
 @attrs.frozen
 class SocketIOFormat:
-    """Socket.IO EVENT frames on one namespace, from each of its dialects in turn."""
+    """Socket.IO EVENT frames on one namespace, from each of its dialects in turn.
+
+    With `offsets` (connection-state recovery on), a durable event carries its log position
+    `"<epoch>:<seq>"` as the last argument, which socket.io-client keeps and sends back as
+    `offset` when it reconnects.
+    """
 
     namespace: str
     dialects: tuple[Dialect, ...]
+    offsets: bool = False
 
     def render(self, stored: StoredEvent, epoch: str, render_one: RenderOne) -> Frames:
         frames = []
+        extra = (f"{epoch}:{stored.seq}",) if self.offsets and stored.seq is not None else ()
         for dialect in self.dialects:
             for r in render_one(dialect, stored):
-                frames.append((r, OutFrame(encode_event_frame(self.namespace, r.name, r.payload))))
+                text = encode_event_frame(self.namespace, r.name, r.payload, *extra)
+                frames.append((r, OutFrame(text)))
         return tuple(frames)
 
     def custom(self, event: str, data: Any, now: datetime) -> OutFrame:
@@ -103,8 +111,11 @@ class Subscriber(Protocol):
         """Whether the subscriber joined `room` (an unscoped room name)."""
         ...
 
-    def deliver(self, frame: OutFrame, *, durable: bool) -> None:
-        """Send or queue the frame now; never blocks, never raises for a slow client."""
+    def deliver(self, frame: OutFrame, *, durable: bool, seq: int | None = None) -> None:
+        """Send or queue the frame now; never blocks, never raises for a slow client.
+
+        `seq` is the event's log position (None for ephemeral events and custom publishes).
+        """
         ...
 
 
@@ -186,7 +197,7 @@ class Hub:
                 self._render_seconds += time.perf_counter() - render_started
             for rendition, frame in frames:
                 if subscriber.wants(stored, rendition):
-                    subscriber.deliver(frame, durable=durable)
+                    subscriber.deliver(frame, durable=durable, seq=stored.seq)
                     delivered += 1
         self._delivered += delivered
         if self._on_delivered is not None:
@@ -213,6 +224,11 @@ class Hub:
             if self._on_render_error is not None:
                 self._on_render_error(dialect.name, stored, exc)
             return ()
+
+    def render_for(self, subscriber: Subscriber, stored: StoredEvent) -> list[OutFrame]:
+        """The frames of one stored event this subscriber wants (replays use it)."""
+        frames = subscriber.format.render(stored, self._epoch(), self._render_one)
+        return [frame for rendition, frame in frames if subscriber.wants(stored, rendition)]
 
     def publish_many(self, events: Iterable[StoredEvent]) -> None:
         for stored in events:

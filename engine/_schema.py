@@ -188,7 +188,63 @@ def _v2_listing_indexes(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_tables, _v2_listing_indexes)
+def _v3_recovery_and_webhooks(conn: sqlite3.Connection) -> None:
+    """Version 3: Socket.IO recovery sessions, outgoing webhook endpoints and deliveries."""
+    _execute_all(
+        conn,
+        [
+            # rooms: a JSON list of unscoped room names.
+            """CREATE TABLE recovery_sessions (
+                pid TEXT PRIMARY KEY,
+                tenant_id TEXT NOT NULL,
+                namespace TEXT NOT NULL,
+                sid TEXT NOT NULL,
+                rooms TEXT NOT NULL DEFAULT '[]',
+                updated_at INTEGER NOT NULL
+            ) WITHOUT ROWID""",
+            "CREATE INDEX recovery_sessions_by_age ON recovery_sessions (updated_at)",
+            # filters: a JSON list of Filter.to_json() objects, [] for every event. `cursor` is
+            # the tenant log position up to which deliveries were planned (rows made, or the
+            # event filtered out): the dispatcher resumes from it after a crash.
+            """CREATE TABLE webhook_endpoints (
+                id TEXT PRIMARY KEY,
+                tenant_id TEXT NOT NULL,
+                url TEXT NOT NULL,
+                secret TEXT NOT NULL,
+                filters TEXT NOT NULL DEFAULT '[]',
+                enabled INTEGER NOT NULL DEFAULT 1,
+                cursor INTEGER NOT NULL DEFAULT 0,
+                created_at INTEGER NOT NULL
+            )""",
+            "CREATE INDEX webhook_endpoints_by_tenant ON webhook_endpoints (tenant_id, created_at)",
+            # `position` orders deliveries of one event (several renditions share a seq).
+            """CREATE TABLE webhook_deliveries (
+                position INTEGER PRIMARY KEY,
+                id TEXT NOT NULL UNIQUE,
+                endpoint_id TEXT NOT NULL,
+                tenant_id TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                event TEXT NOT NULL,
+                body TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                last_status INTEGER,
+                last_error TEXT,
+                next_attempt_at INTEGER NOT NULL,
+                state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'dead')),
+                created_at INTEGER NOT NULL,
+                updated_at INTEGER NOT NULL
+            )""",
+            # Each endpoint's queue, head first.
+            """CREATE INDEX webhook_deliveries_queue ON webhook_deliveries
+                (endpoint_id, seq, position) WHERE state = 'pending'""",
+            """CREATE INDEX webhook_deliveries_by_state ON webhook_deliveries
+                (tenant_id, state, position)""",
+            "CREATE INDEX webhook_deliveries_by_age ON webhook_deliveries (state, updated_at)",
+        ],
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_tables, _v2_listing_indexes, _v3_recovery_and_webhooks)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

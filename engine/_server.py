@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 import trio
 
+from omnirelay.protocol._errors import RemoteProtocolError
 from omnirelay.protocol._json import dumps
 
 from ._app import create_app
@@ -23,7 +24,7 @@ from ._engine import Engine, open_engine
 from ._listener import ListenerConfig, NativeWebSocket, WebSocketHandler
 from ._listener import serve as serve_listener
 from ._transports import NativeTransport, native_engineio_handler
-from ._ws_endpoint import EnvelopeConnection
+from ._ws_endpoint import EnvelopeConnection, parse_since
 
 __all__ = ["serve"]
 
@@ -48,6 +49,11 @@ def envelope_handler(engine: Engine) -> WebSocketHandler:
         except AuthError as exc:
             await ws.reject(401, _error_body(exc.code, exc.message))
             return
+        try:
+            since = parse_since(head.query("since"))
+        except RemoteProtocolError as exc:
+            await ws.reject(400, _error_body(exc.code, str(exc)))
+            return
         remote = f"{head.client[0]}:{head.client[1]}" if head.client else None
         try:
             connection = EnvelopeConnection.open(
@@ -61,7 +67,7 @@ def envelope_handler(engine: Engine) -> WebSocketHandler:
         except BaseException:
             connection.abandon()
             raise
-        await connection.serve(NativeTransport(ws))
+        await connection.serve(NativeTransport(ws), since=since)
 
     return handle
 

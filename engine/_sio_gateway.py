@@ -19,15 +19,19 @@ Each configured namespace (`socketio.namespaces`) is served by a `GatewayNamespa
 
 from __future__ import annotations
 
+import secrets
 from typing import TYPE_CHECKING, Any
 
 from omnirelay.protocol._dialect_base import Rendition
+from omnirelay.protocol._envelope import Cursor
+from omnirelay.protocol._errors import RemoteProtocolError
 
 from ._auth import AuthError, token_from_request
 from ._config import NamespaceConfig
 from ._connections import ConnectionLimitExceeded
 from ._frames import OutFrame
 from ._hub import SocketIOFormat
+from ._resume import LiveGate, check_resume, replay
 from ._sio_server import Ack, ConnectRefused, Socket
 from ._store import StoredEvent
 
@@ -43,7 +47,17 @@ TRANSPORT_LABEL = "socketio"
 class SocketSubscriber:
     """The hub's view of one Socket.IO socket."""
 
-    __slots__ = ("connection_id", "format", "metrics", "rooms", "scope", "socket", "tenant_id")
+    __slots__ = (
+        "connection_id",
+        "first_live_seq",
+        "format",
+        "gate",
+        "metrics",
+        "rooms",
+        "scope",
+        "socket",
+        "tenant_id",
+    )
 
     def __init__(
         self, engine: Engine, socket: Socket, tenant_id: str, fmt: SocketIOFormat, scope: str
@@ -55,6 +69,8 @@ class SocketSubscriber:
         self.scope = scope
         self.rooms: set[str] = set()
         self.metrics = engine.metrics
+        self.gate = LiveGate()
+        self.first_live_seq: int | None = None
 
     def wants(self, stored: StoredEvent, rendition: Rendition) -> bool:
         if self.scope == "tenant" or not rendition.rooms:
@@ -64,7 +80,11 @@ class SocketSubscriber:
     def in_room(self, room: str) -> bool:
         return room in self.rooms
 
-    def deliver(self, frame: OutFrame, *, durable: bool) -> None:
+    def deliver(self, frame: OutFrame, *, durable: bool, seq: int | None = None) -> None:
+        if seq is not None and self.first_live_seq is None:
+            self.first_live_seq = seq
+        if self.gate.hold(frame, seq):
+            return
         if self.socket.send_frame(frame):
             return
         if durable:
@@ -86,9 +106,8 @@ class GatewayNamespace:
     def __init__(self, engine: Engine, config: NamespaceConfig) -> None:
         self.engine = engine
         self.config = config
-        self.format = SocketIOFormat(
-            config.name, tuple(engine.dialects.get(d) for d in config.dialects)
-        )
+        dialects = tuple(engine.dialects.get(d) for d in config.dialects)
+        self.format = SocketIOFormat(config.name, dialects, offsets=config.recovery)
 
     async def on_connect(self, socket: Socket, auth: dict[str, Any] | None) -> None:
         engine = self.engine
@@ -107,6 +126,12 @@ class GatewayNamespace:
             else:
                 socket.disconnect()
 
+        recovery = await self._recovery(socket, principal.tenant, auth)
+        stale = engine.connections.get(socket.sid)
+        if stale is not None:
+            # The client came back before its old transport was noticed gone: that one ends.
+            stale.kick(True, 1000, "replaced by a recovered connection")
+            engine.connections.close(stale)
         try:
             connection = engine.connections.open(
                 principal.tenant,
@@ -118,13 +143,70 @@ class GatewayNamespace:
             )
         except ConnectionLimitExceeded as exc:
             raise ConnectRefused(str(exc), {"code": exc.code}) from None
-        connection.details.update(namespace=self.config.name, rooms=[])
         subscriber = SocketSubscriber(
             engine, socket, principal.tenant, self.format, self.config.scope
         )
         socket.data.update(subscriber=subscriber, connection=connection, principal=principal)
         engine.hub.attach(subscriber)
         engine.metrics.connection_opened(TRANSPORT_LABEL)
+        if recovery is not None:
+            rooms, after = recovery
+            subscriber.rooms.update(rooms)
+            await self._replay(socket, subscriber, after)
+        connection.details.update(namespace=self.config.name, rooms=sorted(subscriber.rooms))
+        if socket.pid is not None:
+            await self._save_recovery(socket, subscriber)
+
+    async def _recovery(
+        self, socket: Socket, tenant: str, auth: dict[str, Any] | None
+    ) -> tuple[tuple[str, ...], int] | None:
+        """Connection-state recovery (socket.io-client sends back `pid` and `offset`): the
+        rooms to restore and the log position to replay from, or None for a fresh session.
+        Sets `socket.pid` (and, when recovered, the earlier `socket.sid`)."""
+        if not self.config.recovery:
+            return None
+        engine = self.engine
+        socket.pid = secrets.token_urlsafe(16)
+        pid, offset = (auth or {}).get("pid"), (auth or {}).get("offset")
+        if not isinstance(pid, str) or not isinstance(offset, str):
+            return None
+        try:
+            cursor = Cursor.parse(offset)
+        except RemoteProtocolError:
+            return None
+        row = await engine.store.load_recovery(pid)
+        if row is None or row.tenant_id != tenant or row.namespace != self.config.name:
+            return None
+        check = await check_resume(engine.store, tenant, cursor)
+        if not check.ok or check.current - cursor.seq > engine.config.clients.replay_limit:
+            return None
+        socket.pid, socket.sid = pid, row.sid
+        return row.rooms, cursor.seq
+
+    async def _replay(self, socket: Socket, subscriber: SocketSubscriber, after: int) -> None:
+        engine = self.engine
+        subscriber.gate.start()
+        result = await replay(
+            engine.store,
+            engine.hub,
+            subscriber,
+            after=after,
+            before=subscriber.first_live_seq,
+            send=socket.send_frame,  # kept until the CONNECT reply is out, then sent in order
+            limit=engine.config.clients.replay_limit,
+        )
+        for _seq, frame in subscriber.gate.release(after=result.last_seq):
+            socket.send_frame(frame)
+
+    async def _save_recovery(self, socket: Socket, subscriber: SocketSubscriber) -> None:
+        assert socket.pid is not None
+        await self.engine.store.save_recovery(
+            socket.pid,
+            tenant_id=subscriber.tenant_id,
+            namespace=self.config.name,
+            sid=socket.sid,
+            rooms=sorted(subscriber.rooms),
+        )
 
     async def on_event(
         self, socket: Socket, name: str | int | float, args: tuple[Any, ...], ack: Ack | None
@@ -162,6 +244,8 @@ class GatewayNamespace:
         else:
             subscriber.rooms.discard(room)
         connection.details["rooms"] = sorted(subscriber.rooms)
+        if socket.pid is not None:
+            await self._save_recovery(socket, subscriber)
         return {"ok": True, "room": room}
 
     def on_disconnect(self, socket: Socket, reason: str) -> None:

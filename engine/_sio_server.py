@@ -9,7 +9,8 @@ it joins becomes a `Socket`, handed to that namespace's `NamespaceHandler`:
 * `on_event(socket, name, args, ack)`: `ack` is None unless the client asked for one; runs as
   a task of its own (it may await, even `socket.call`); an exception in it closes that
   connection and is logged;
-* `on_disconnect(socket, reason)`: synchronous cleanup, called exactly once per socket.
+* `on_disconnect(socket, reason)`: synchronous cleanup, called exactly once per socket (also
+  when `on_connect` refused or failed, so it must cope with a half-set-up socket).
 
 A CONNECT to a namespace no handler serves is refused with `Invalid namespace`. A packet that
 breaks the protocol closes the whole Engine.IO session, as the reference server does. Sending
@@ -82,6 +83,7 @@ class Socket:
         "engine",
         "handler",
         "namespace",
+        "pid",
         "sid",
     )
 
@@ -89,10 +91,12 @@ class Socket:
         self.engine = engine
         self.namespace = namespace
         self.handler = handler
-        self.sid = secrets.token_urlsafe(15)
+        self.sid = secrets.token_urlsafe(15)  # a handler may restore an earlier one (recovery)
+        self.pid: str | None = None  # the recovery session id sent in the CONNECT reply, if any
         self.connected = False
         self.data: dict[str, Any] = {}  # the namespace handler's own per-socket state
-        self._buffer: list[str | bytes] = []  # emits made before the CONNECT reply went out
+        # Emits and frames (a recovery's replay) made before the CONNECT reply went out.
+        self._buffer: list[str | bytes | OutFrame] = []
         self._waiters: dict[int, trio.MemorySendChannel[tuple[Any, ...]]] = {}
 
     @property
@@ -144,8 +148,10 @@ class Socket:
             self._protocol.forget_ack(self.namespace, ack_id)
 
     def send_frame(self, frame: OutFrame) -> bool:
-        """A pre-encoded EVENT frame of this namespace (the hub's encode-once path)."""
+        """A pre-encoded EVENT frame of this namespace (the hub's encode-once path); before the
+        CONNECT reply it is kept and sent right after it."""
         if not self.connected:
+            self._buffer.append(frame)
             return True
         return self.engine.send_frame(frame)
 
@@ -255,19 +261,28 @@ class SocketIOServer:
         try:
             await handler.on_connect(socket, event.auth)
         except ConnectRefused as refused:
+            handler.on_disconnect(socket, "connect refused")
             for message in protocol.reject(event.namespace, refused.message, refused.data):
                 connection.send(message)
             return
+        except BaseException:
+            handler.on_disconnect(socket, "connect failed")  # undo what it registered
+            raise
         if connection.session.closed or event.namespace not in protocol.pending:
             handler.on_disconnect(socket, "transport close")
             return
-        for message in protocol.accept(event.namespace, socket.sid):
+        for message in protocol.accept(event.namespace, socket.sid, pid=socket.pid):
             connection.send(message)
         state.sockets[event.namespace] = socket
         socket.connected = True
         buffered, socket._buffer = socket._buffer, []
-        for message in buffered:
-            connection.send(message)
+        for item in buffered:
+            sent = (
+                connection.send_frame(item) if isinstance(item, OutFrame) else connection.send(item)
+            )
+            if not sent:
+                connection.close("slow consumer")  # what was buffered does not fit: reconnect
+                return
 
     def closed(self, connection: EngineConnection, reason: str) -> None:
         state = connection.state

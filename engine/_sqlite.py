@@ -67,24 +67,37 @@ from ._schema import from_micros, optional_from_micros, optional_micros, to_micr
 __all__ = [
     "CHAT_COLUMNS",
     "SESSION_COLUMNS",
+    "WEBHOOK_DELIVERY_COLUMNS",
+    "WEBHOOK_ENDPOINT_COLUMNS",
     "Applied",
     "BatchResult",
     "Job",
+    "PlannedDelivery",
     "PoolClosed",
     "ReaderPool",
     "chat_record",
+    "create_webhook_endpoint",
     "decode_payload",
+    "delete_recovery",
     "delete_session",
+    "delete_webhook_endpoint",
     "encode_payload",
     "ingest",
     "load_session",
     "mark_chat_read",
+    "plan_webhook_deliveries",
     "prune_dedupe",
     "prune_log",
+    "prune_recovery",
+    "prune_webhook_deliveries",
     "put_session",
+    "record_webhook_attempt",
+    "replay_webhook_delivery",
     "run_batch",
+    "save_recovery",
     "session_record",
     "tenant_seq",
+    "update_webhook_endpoint",
 ]
 
 T = TypeVar("T")
@@ -871,3 +884,210 @@ def prune_dedupe(
         (*parameters, chunk),
     )
     return cursor.rowcount
+
+
+# --------------------------------------------------------------------------------------------
+# Socket.IO connection-state recovery
+
+
+def save_recovery(
+    conn: sqlite3.Connection,
+    pid: str,
+    tenant_id: str,
+    namespace: str,
+    sid: str,
+    rooms: str,
+    now: datetime,
+) -> None:
+    """Insert or replace the recovery session `pid`; `rooms` is a JSON list of room names."""
+    conn.execute(
+        "INSERT INTO recovery_sessions (pid, tenant_id, namespace, sid, rooms, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (pid) DO UPDATE SET "
+        "tenant_id = excluded.tenant_id, namespace = excluded.namespace, sid = excluded.sid, "
+        "rooms = excluded.rooms, updated_at = excluded.updated_at",
+        (pid, tenant_id, namespace, sid, rooms, to_micros(now)),
+    )
+
+
+def delete_recovery(conn: sqlite3.Connection, pid: str) -> None:
+    conn.execute("DELETE FROM recovery_sessions WHERE pid = ?", (pid,))
+
+
+def prune_recovery(
+    conn: sqlite3.Connection, tenant_id: str | None, cutoff: datetime, chunk: int
+) -> int:
+    """Forget up to `chunk` recovery sessions last saved before `cutoff`; return how many."""
+    tenant_filter = "" if tenant_id is None else " AND tenant_id = ?"
+    parameters: tuple[Any, ...] = (to_micros(cutoff),)
+    if tenant_id is not None:
+        parameters += (tenant_id,)
+    cursor = conn.execute(
+        "DELETE FROM recovery_sessions WHERE pid IN ("
+        f"SELECT pid FROM recovery_sessions WHERE updated_at < ?{tenant_filter} LIMIT ?)",
+        (*parameters, chunk),
+    )
+    return cursor.rowcount
+
+
+# --------------------------------------------------------------------------------------------
+# Outgoing webhooks: endpoints and their delivery queues
+
+WEBHOOK_ENDPOINT_COLUMNS = "id, tenant_id, url, secret, filters, enabled, cursor, created_at"
+WEBHOOK_DELIVERY_COLUMNS = (
+    "position, id, endpoint_id, tenant_id, seq, event, body, attempts, last_status, "
+    "last_error, next_attempt_at, state, created_at, updated_at"
+)
+
+PlannedDelivery: TypeAlias = tuple[str, int, str, str]
+"""(delivery id, seq, event name, body) of a delivery to make."""
+
+
+def create_webhook_endpoint(
+    conn: sqlite3.Connection,
+    endpoint_id: str,
+    tenant_id: str,
+    url: str,
+    secret: str,
+    filters: str,
+    enabled: bool,
+    now: datetime,
+    max_per_tenant: int | None,
+) -> bool:
+    """Add an endpoint that receives the tenant's events from its current log position on;
+    False (nothing written) if the tenant already has `max_per_tenant` endpoints."""
+    if max_per_tenant is not None:
+        (count,) = conn.execute(
+            "SELECT count(*) FROM webhook_endpoints WHERE tenant_id = ?", (tenant_id,)
+        ).fetchone()
+        if count >= max_per_tenant:
+            return False
+    conn.execute(
+        f"INSERT INTO webhook_endpoints ({WEBHOOK_ENDPOINT_COLUMNS}) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            endpoint_id,
+            tenant_id,
+            url,
+            secret,
+            filters,
+            int(enabled),
+            tenant_seq(conn, tenant_id),
+            to_micros(now),
+        ),
+    )
+    return True
+
+
+def update_webhook_endpoint(
+    conn: sqlite3.Connection,
+    endpoint_id: str,
+    url: str | None,
+    filters: str | None,
+    enabled: bool | None,
+) -> bool:
+    """Change the given fields (None keeps one); False if there is no such endpoint."""
+    cursor = conn.execute(
+        "UPDATE webhook_endpoints SET url = coalesce(?, url), filters = coalesce(?, filters), "
+        "enabled = coalesce(?, enabled) WHERE id = ?",
+        (url, filters, None if enabled is None else int(enabled), endpoint_id),
+    )
+    return cursor.rowcount == 1
+
+
+def delete_webhook_endpoint(conn: sqlite3.Connection, endpoint_id: str) -> bool:
+    """Delete an endpoint with all its deliveries (pending, delivered and dead)."""
+    cursor = conn.execute("DELETE FROM webhook_endpoints WHERE id = ?", (endpoint_id,))
+    if cursor.rowcount == 0:
+        return False
+    conn.execute("DELETE FROM webhook_deliveries WHERE endpoint_id = ?", (endpoint_id,))
+    return True
+
+
+def plan_webhook_deliveries(
+    conn: sqlite3.Connection,
+    plans: Sequence[tuple[str, int, Sequence[PlannedDelivery]]],
+    now: datetime,
+) -> list[str]:
+    """For each (endpoint id, cursor, deliveries): queue the deliveries as pending and move
+    the endpoint's cursor forward to `cursor`, in the caller's transaction.
+
+    An endpoint that is gone, or whose cursor is already at or past `cursor` (planned
+    before), is skipped whole, so planning the same events twice queues them once. Returns
+    the ids of the endpoints that were advanced.
+    """
+    now_us = to_micros(now)
+    advanced = []
+    for endpoint_id, cursor, deliveries in plans:
+        row = conn.execute(
+            "UPDATE webhook_endpoints SET cursor = ? WHERE id = ? AND cursor < ? "
+            "RETURNING tenant_id",
+            (cursor, endpoint_id, cursor),
+        ).fetchone()
+        if row is None:
+            continue
+        advanced.append(endpoint_id)
+        conn.executemany(
+            "INSERT INTO webhook_deliveries (id, endpoint_id, tenant_id, seq, event, body, "
+            "next_attempt_at, state, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+            [
+                (delivery_id, endpoint_id, row[0], seq, event, body, now_us, now_us, now_us)
+                for delivery_id, seq, event, body in deliveries
+            ],
+        )
+    return advanced
+
+
+def record_webhook_attempt(
+    conn: sqlite3.Connection,
+    delivery_id: str,
+    state: str,
+    attempts: int,
+    last_status: int | None,
+    last_error: str | None,
+    next_attempt_at: datetime,
+    now: datetime,
+) -> bool:
+    """Record the outcome of an attempt at a pending delivery; False if it is no longer
+    pending (its endpoint was deleted meanwhile)."""
+    cursor = conn.execute(
+        "UPDATE webhook_deliveries SET state = ?, attempts = ?, last_status = ?, "
+        "last_error = ?, next_attempt_at = ?, updated_at = ? WHERE id = ? AND state = 'pending'",
+        (
+            state,
+            attempts,
+            last_status,
+            last_error,
+            to_micros(next_attempt_at),
+            to_micros(now),
+            delivery_id,
+        ),
+    )
+    return cursor.rowcount == 1
+
+
+def replay_webhook_delivery(conn: sqlite3.Connection, delivery_id: str, now: datetime) -> bool:
+    """A dead delivery back to pending, due now, its attempts reset; False if not dead."""
+    now_us = to_micros(now)
+    cursor = conn.execute(
+        "UPDATE webhook_deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?, "
+        "updated_at = ? WHERE id = ? AND state = 'dead'",
+        (now_us, now_us, delivery_id),
+    )
+    return cursor.rowcount == 1
+
+
+def prune_webhook_deliveries(
+    conn: sqlite3.Connection, delivered_cutoff: datetime, dead_cutoff: datetime, chunk: int
+) -> int:
+    """Forget up to `chunk` delivered and up to `chunk` dead deliveries last updated before
+    their cutoff; return how many went. Pending deliveries are never pruned."""
+    deleted = 0
+    for state, cutoff in (("delivered", delivered_cutoff), ("dead", dead_cutoff)):
+        cursor = conn.execute(
+            "DELETE FROM webhook_deliveries WHERE position IN (SELECT position FROM "
+            "webhook_deliveries WHERE state = ? AND updated_at < ? LIMIT ?)",
+            (state, to_micros(cutoff), chunk),
+        )
+        deleted += cursor.rowcount
+    return deleted

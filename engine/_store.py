@@ -43,13 +43,14 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
-from typing import Any, Generic, Protocol, TypeAlias, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeAlias, TypeVar
 
 import attrs
 import orjson
 import outcome
 import trio
 
+from omnirelay.protocol._envelope import Filter
 from omnirelay.protocol._events import ChatKind, Event, utc_datetime
 from omnirelay.protocol._records import ChatRecord, MessageRecord, RenderContext, SessionRecord
 
@@ -59,13 +60,19 @@ from ._schema import Synchronous, from_micros
 __all__ = [
     "MAX_PAGE",
     "MessageView",
+    "NewWebhookDelivery",
     "Page",
+    "RecoveryRow",
     "SQLiteStore",
     "SessionRow",
     "Store",
     "StoreError",
     "StoreStatistics",
     "StoredEvent",
+    "WebhookDeliveryRow",
+    "WebhookEndpointRow",
+    "WebhookPlan",
+    "WebhookState",
     "open_sqlite_store",
 ]
 
@@ -168,6 +175,78 @@ class StoreStatistics:
     queue_size: int
 
 
+@attrs.frozen(kw_only=True)
+class RecoveryRow:
+    """A Socket.IO connection-state recovery session (`pid`): what a client reconnecting with
+    it gets back. `rooms` are unscoped room names."""
+
+    pid: str
+    tenant_id: str
+    namespace: str
+    sid: str
+    rooms: tuple[str, ...]
+    updated_at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class WebhookEndpointRow:
+    """An outgoing webhook of a tenant. `filters` empty means every event; `cursor` is the
+    tenant log position up to which its deliveries were planned."""
+
+    id: str
+    tenant_id: str
+    url: str
+    secret: str = attrs.field(repr=False)
+    filters: tuple[Filter, ...]
+    enabled: bool
+    cursor: int
+    created_at: datetime
+
+
+WebhookState: TypeAlias = Literal["pending", "delivered", "dead"]
+
+
+@attrs.frozen(kw_only=True)
+class WebhookDeliveryRow:
+    """One envelope for one endpoint. `position` orders deliveries that share a seq;
+    `next_attempt_at` is when a pending one is due."""
+
+    position: int
+    id: str
+    endpoint_id: str
+    tenant_id: str
+    seq: int
+    event: str
+    body: str = attrs.field(repr=False)
+    attempts: int
+    last_status: int | None
+    last_error: str | None
+    next_attempt_at: datetime
+    state: WebhookState
+    created_at: datetime
+    updated_at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class NewWebhookDelivery:
+    """A delivery to queue: its id, the log position of its event, the name and the body."""
+
+    id: str
+    seq: int
+    event: str
+    body: str = attrs.field(repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class WebhookPlan:
+    """What planning one endpoint's events produced: deliveries to queue (maybe none: every
+    event was filtered out) and the log position planning reached."""
+
+    endpoint_id: str
+    cursor: int
+    deliveries: tuple[NewWebhookDelivery, ...] = ()
+
+
 class Store(Protocol):
     """The durable store the engine runs on. See the module docstring for the error model.
 
@@ -237,10 +316,121 @@ class Store(Protocol):
         dedupe_max_age: timedelta | None = None,
         now: datetime | None = None,
     ) -> int:
-        """Delete old log entries (and dedupe keys); return how many log entries went."""
+        """Delete old log entries (and dedupe keys, and recovery sessions older than
+        `max_age`); return how many log entries went."""
         ...
 
     def statistics(self) -> StoreStatistics: ...
+
+    # -- Socket.IO connection-state recovery
+
+    async def save_recovery(
+        self, pid: str, *, tenant_id: str, namespace: str, sid: str, rooms: Sequence[str]
+    ) -> None:
+        """Insert or replace the recovery session `pid` (its clock restarts now)."""
+        ...
+
+    async def load_recovery(self, pid: str) -> RecoveryRow | None: ...
+
+    async def delete_recovery(self, pid: str) -> None: ...
+
+    # -- outgoing webhooks
+
+    async def create_webhook_endpoint(
+        self,
+        endpoint_id: str,
+        *,
+        tenant_id: str,
+        url: str,
+        secret: str,
+        filters: Sequence[Filter],
+        enabled: bool,
+        now: datetime,
+        max_per_tenant: int | None = None,
+    ) -> WebhookEndpointRow | None:
+        """Add an endpoint that gets the tenant's events logged from now on; None if the
+        tenant has `max_per_tenant` endpoints already."""
+        ...
+
+    async def get_webhook_endpoint(self, endpoint_id: str) -> WebhookEndpointRow | None: ...
+
+    async def list_webhook_endpoints(
+        self, tenant_id: str | None = None
+    ) -> list[WebhookEndpointRow]:
+        """Endpoints of one tenant, or of all (None), oldest first."""
+        ...
+
+    async def update_webhook_endpoint(
+        self,
+        endpoint_id: str,
+        *,
+        url: str | None = None,
+        filters: Sequence[Filter] | None = None,
+        enabled: bool | None = None,
+    ) -> WebhookEndpointRow | None:
+        """Change the given fields; None if there is no such endpoint."""
+        ...
+
+    async def delete_webhook_endpoint(self, endpoint_id: str) -> bool:
+        """Delete an endpoint with all its deliveries; False if there was none."""
+        ...
+
+    async def plan_webhook_deliveries(
+        self, plans: Sequence[WebhookPlan], *, now: datetime
+    ) -> list[str]:
+        """Queue deliveries and move endpoint cursors, all in one transaction; an endpoint
+        that is gone or already past the plan's cursor is skipped. Returns the endpoints
+        advanced."""
+        ...
+
+    async def next_webhook_delivery(self, endpoint_id: str) -> WebhookDeliveryRow | None:
+        """The head of an endpoint's queue: its pending delivery with the lowest seq."""
+        ...
+
+    async def pending_webhook_endpoints(self) -> list[str]:
+        """Ids of the endpoints that have pending deliveries."""
+        ...
+
+    async def record_webhook_attempt(
+        self,
+        delivery_id: str,
+        *,
+        state: WebhookState,
+        attempts: int,
+        last_status: int | None,
+        last_error: str | None,
+        next_attempt_at: datetime,
+        now: datetime,
+    ) -> bool:
+        """Record an attempt at a pending delivery; False if it is not pending any more."""
+        ...
+
+    async def get_webhook_delivery(self, delivery_id: str) -> WebhookDeliveryRow | None: ...
+
+    async def list_webhook_deliveries(
+        self,
+        tenant_id: str | None,
+        *,
+        state: WebhookState,
+        endpoint_id: str | None = None,
+        before: int | None = None,
+        limit: int = 50,
+    ) -> list[WebhookDeliveryRow]:
+        """Deliveries in `state` of one tenant (or all: None), newest first; `before` is a
+        `position` to continue below."""
+        ...
+
+    async def replay_webhook_delivery(
+        self, delivery_id: str, *, now: datetime
+    ) -> WebhookDeliveryRow | None:
+        """A dead delivery back to pending, attempts reset; None if it is not dead."""
+        ...
+
+    async def prune_webhook_deliveries(
+        self, *, delivered_before: datetime, dead_before: datetime
+    ) -> int:
+        """Forget delivered and dead deliveries last updated before the given times."""
+        ...
 
 
 # --------------------------------------------------------------------------------------------
@@ -347,6 +537,58 @@ def _message_view(row: Sequence[Any]) -> MessageView:
         deleted=bool(row[11]),
         media_url=row[12],
     )
+
+
+def _encode_filters(filters: Sequence[Filter]) -> str:
+    return orjson.dumps([f.to_json() for f in filters]).decode()
+
+
+def _endpoint_row(row: Sequence[Any]) -> WebhookEndpointRow:
+    return WebhookEndpointRow(
+        id=row[0],
+        tenant_id=row[1],
+        url=row[2],
+        secret=row[3],
+        filters=tuple(Filter(**spec) for spec in orjson.loads(row[4])),
+        enabled=bool(row[5]),
+        cursor=row[6],
+        created_at=from_micros(row[7]),
+    )
+
+
+def _load_endpoint(conn: sqlite3.Connection, endpoint_id: str) -> WebhookEndpointRow | None:
+    row = conn.execute(
+        f"SELECT {_sqlite.WEBHOOK_ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = ?",
+        (endpoint_id,),
+    ).fetchone()
+    return None if row is None else _endpoint_row(row)
+
+
+def _delivery_row(row: Sequence[Any]) -> WebhookDeliveryRow:
+    return WebhookDeliveryRow(
+        position=row[0],
+        id=row[1],
+        endpoint_id=row[2],
+        tenant_id=row[3],
+        seq=row[4],
+        event=row[5],
+        body=row[6],
+        attempts=row[7],
+        last_status=row[8],
+        last_error=row[9],
+        next_attempt_at=from_micros(row[10]),
+        state=row[11],
+        created_at=from_micros(row[12]),
+        updated_at=from_micros(row[13]),
+    )
+
+
+def _load_delivery(conn: sqlite3.Connection, delivery_id: str) -> WebhookDeliveryRow | None:
+    row = conn.execute(
+        f"SELECT {_sqlite.WEBHOOK_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = ?",
+        (delivery_id,),
+    ).fetchone()
+    return None if row is None else _delivery_row(row)
 
 
 class SQLiteStore:
@@ -723,7 +965,8 @@ class SQLiteStore:
         An entry goes if `keep_count` newer entries exist or it is older than `max_age`;
         only a prefix of each tenant's log goes (see `read_log`), in short transactions.
         `dedupe_max_age` also forgets older dedupe keys (keep them at least as long as a
-        provider may redeliver: 7 days for Meta). `now` defaults to the wall clock.
+        provider may redeliver: 7 days for Meta). `max_age` also forgets Socket.IO recovery
+        sessions not saved since (their log is gone). `now` defaults to the wall clock.
         """
         if keep_count is not None and keep_count < 0:
             raise ValueError(f"keep_count must not be negative, not {keep_count}")
@@ -757,7 +1000,254 @@ class SQLiteStore:
             )
             while await self._write(forget) == _PRUNE_CHUNK:
                 pass
+        if cutoff is not None:
+            expire = functools.partial(
+                _sqlite.prune_recovery, tenant_id=tenant_id, cutoff=cutoff, chunk=_PRUNE_CHUNK
+            )
+            while await self._write(expire) == _PRUNE_CHUNK:
+                pass
         return deleted
+
+    # -- Socket.IO connection-state recovery
+
+    async def save_recovery(
+        self, pid: str, *, tenant_id: str, namespace: str, sid: str, rooms: Sequence[str]
+    ) -> None:
+        job = functools.partial(
+            _sqlite.save_recovery,
+            pid=pid,
+            tenant_id=tenant_id,
+            namespace=namespace,
+            sid=sid,
+            rooms=orjson.dumps(list(rooms)).decode(),
+            now=datetime.now(UTC),
+        )
+        await self._write(job)
+
+    async def load_recovery(self, pid: str) -> RecoveryRow | None:
+        def job(conn: sqlite3.Connection) -> RecoveryRow | None:
+            row = conn.execute(
+                "SELECT pid, tenant_id, namespace, sid, rooms, updated_at "
+                "FROM recovery_sessions WHERE pid = ?",
+                (pid,),
+            ).fetchone()
+            if row is None:
+                return None
+            return RecoveryRow(
+                pid=row[0],
+                tenant_id=row[1],
+                namespace=row[2],
+                sid=row[3],
+                rooms=tuple(orjson.loads(row[4])),
+                updated_at=from_micros(row[5]),
+            )
+
+        return await self._read(job)
+
+    async def delete_recovery(self, pid: str) -> None:
+        await self._write(functools.partial(_sqlite.delete_recovery, pid=pid))
+
+    # -- outgoing webhooks
+
+    async def create_webhook_endpoint(
+        self,
+        endpoint_id: str,
+        *,
+        tenant_id: str,
+        url: str,
+        secret: str,
+        filters: Sequence[Filter],
+        enabled: bool,
+        now: datetime,
+        max_per_tenant: int | None = None,
+    ) -> WebhookEndpointRow | None:
+        """Add an endpoint whose cursor is the tenant's last seq: it gets what is logged
+        after. None (nothing written) if the tenant has `max_per_tenant` endpoints already;
+        sqlite3.IntegrityError (a bug) if the id is taken."""
+        encoded = _encode_filters(filters)
+        when = utc_datetime(now)
+
+        def job(conn: sqlite3.Connection) -> WebhookEndpointRow | None:
+            created = _sqlite.create_webhook_endpoint(
+                conn,
+                endpoint_id=endpoint_id,
+                tenant_id=tenant_id,
+                url=url,
+                secret=secret,
+                filters=encoded,
+                enabled=enabled,
+                now=when,
+                max_per_tenant=max_per_tenant,
+            )
+            return _load_endpoint(conn, endpoint_id) if created else None
+
+        return await self._write(job)
+
+    async def get_webhook_endpoint(self, endpoint_id: str) -> WebhookEndpointRow | None:
+        return await self._read(functools.partial(_load_endpoint, endpoint_id=endpoint_id))
+
+    async def list_webhook_endpoints(
+        self, tenant_id: str | None = None
+    ) -> list[WebhookEndpointRow]:
+        columns = _sqlite.WEBHOOK_ENDPOINT_COLUMNS
+
+        def job(conn: sqlite3.Connection) -> list[WebhookEndpointRow]:
+            if tenant_id is None:
+                rows = conn.execute(
+                    f"SELECT {columns} FROM webhook_endpoints ORDER BY created_at, id"
+                )
+            else:
+                rows = conn.execute(
+                    f"SELECT {columns} FROM webhook_endpoints WHERE tenant_id = ? "
+                    "ORDER BY created_at, id",
+                    (tenant_id,),
+                )
+            return [_endpoint_row(row) for row in rows]
+
+        return await self._read(job)
+
+    async def update_webhook_endpoint(
+        self,
+        endpoint_id: str,
+        *,
+        url: str | None = None,
+        filters: Sequence[Filter] | None = None,
+        enabled: bool | None = None,
+    ) -> WebhookEndpointRow | None:
+        encoded = None if filters is None else _encode_filters(filters)
+
+        def job(conn: sqlite3.Connection) -> WebhookEndpointRow | None:
+            if not _sqlite.update_webhook_endpoint(
+                conn, endpoint_id=endpoint_id, url=url, filters=encoded, enabled=enabled
+            ):
+                return None
+            return _load_endpoint(conn, endpoint_id)
+
+        return await self._write(job)
+
+    async def delete_webhook_endpoint(self, endpoint_id: str) -> bool:
+        return await self._write(
+            functools.partial(_sqlite.delete_webhook_endpoint, endpoint_id=endpoint_id)
+        )
+
+    async def plan_webhook_deliveries(
+        self, plans: Sequence[WebhookPlan], *, now: datetime
+    ) -> list[str]:
+        raw = [
+            (
+                plan.endpoint_id,
+                plan.cursor,
+                [(d.id, d.seq, d.event, d.body) for d in plan.deliveries],
+            )
+            for plan in plans
+        ]
+        if not raw:
+            return []
+        job = functools.partial(_sqlite.plan_webhook_deliveries, plans=raw, now=utc_datetime(now))
+        return await self._write(job)
+
+    async def next_webhook_delivery(self, endpoint_id: str) -> WebhookDeliveryRow | None:
+        def job(conn: sqlite3.Connection) -> WebhookDeliveryRow | None:
+            row = conn.execute(
+                f"SELECT {_sqlite.WEBHOOK_DELIVERY_COLUMNS} FROM webhook_deliveries "
+                "WHERE endpoint_id = ? AND state = 'pending' ORDER BY seq, position LIMIT 1",
+                (endpoint_id,),
+            ).fetchone()
+            return None if row is None else _delivery_row(row)
+
+        return await self._read(job)
+
+    async def pending_webhook_endpoints(self) -> list[str]:
+        def job(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT DISTINCT endpoint_id FROM webhook_deliveries WHERE state = 'pending'"
+            )
+            return [row[0] for row in rows]
+
+        return await self._read(job)
+
+    async def record_webhook_attempt(
+        self,
+        delivery_id: str,
+        *,
+        state: WebhookState,
+        attempts: int,
+        last_status: int | None,
+        last_error: str | None,
+        next_attempt_at: datetime,
+        now: datetime,
+    ) -> bool:
+        job = functools.partial(
+            _sqlite.record_webhook_attempt,
+            delivery_id=delivery_id,
+            state=state,
+            attempts=attempts,
+            last_status=last_status,
+            last_error=last_error,
+            next_attempt_at=utc_datetime(next_attempt_at),
+            now=utc_datetime(now),
+        )
+        return await self._write(job)
+
+    async def get_webhook_delivery(self, delivery_id: str) -> WebhookDeliveryRow | None:
+        return await self._read(functools.partial(_load_delivery, delivery_id=delivery_id))
+
+    async def list_webhook_deliveries(
+        self,
+        tenant_id: str | None,
+        *,
+        state: WebhookState,
+        endpoint_id: str | None = None,
+        before: int | None = None,
+        limit: int = 50,
+    ) -> list[WebhookDeliveryRow]:
+        _check_limit(limit)
+        sql = f"SELECT {_sqlite.WEBHOOK_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE state = ?"
+        parameters: list[Any] = [state]
+        if tenant_id is not None:
+            sql += " AND tenant_id = ?"
+            parameters.append(tenant_id)
+        if endpoint_id is not None:
+            sql += " AND endpoint_id = ?"
+            parameters.append(endpoint_id)
+        if before is not None:
+            sql += " AND position < ?"
+            parameters.append(before)
+        sql += " ORDER BY position DESC LIMIT ?"
+        parameters.append(limit)
+
+        def job(conn: sqlite3.Connection) -> list[WebhookDeliveryRow]:
+            return [_delivery_row(row) for row in conn.execute(sql, parameters)]
+
+        return await self._read(job)
+
+    async def replay_webhook_delivery(
+        self, delivery_id: str, *, now: datetime
+    ) -> WebhookDeliveryRow | None:
+        when = utc_datetime(now)
+
+        def job(conn: sqlite3.Connection) -> WebhookDeliveryRow | None:
+            if not _sqlite.replay_webhook_delivery(conn, delivery_id=delivery_id, now=when):
+                return None
+            return _load_delivery(conn, delivery_id)
+
+        return await self._write(job)
+
+    async def prune_webhook_deliveries(
+        self, *, delivered_before: datetime, dead_before: datetime
+    ) -> int:
+        job = functools.partial(
+            _sqlite.prune_webhook_deliveries,
+            delivered_cutoff=utc_datetime(delivered_before),
+            dead_cutoff=utc_datetime(dead_before),
+            chunk=_PRUNE_CHUNK,
+        )
+        deleted = 0
+        while True:
+            count = await self._write(job)
+            deleted += count
+            if count < _PRUNE_CHUNK:
+                return deleted
 
     # -- closing
 

@@ -22,6 +22,7 @@ import trio
 
 from omnirelay.protocol._dialect_base import Rendition, source_name
 from omnirelay.protocol._envelope import (
+    Cursor,
     Filter,
     Ping,
     Resume,
@@ -36,6 +37,7 @@ from ._auth import Principal
 from ._frames import OutFrame
 from ._hub import EnvelopeFormat
 from ._metrics import Metrics
+from ._resume import LiveGate, check_resume, replay
 from ._store import StoredEvent
 from ._transports import TransportClosed
 
@@ -51,6 +53,7 @@ __all__ = [
     "EnvelopeSubscriber",
     "MessageTransport",
     "TransportClosed",
+    "parse_since",
 ]
 
 logger = logging.getLogger("omnirelay.engine.ws")
@@ -89,7 +92,9 @@ class EnvelopeSubscriber:
         "close_reason",
         "connection_id",
         "filters",
+        "first_live_seq",
         "format",
+        "gate",
         "metrics",
         "tenant_id",
         "transport",
@@ -111,6 +116,8 @@ class EnvelopeSubscriber:
         self.transport = transport
         self.metrics = metrics
         self.filters: list[Filter] = []
+        self.gate = LiveGate()
+        self.first_live_seq: int | None = None  # the first durable event offered live
         self.close_code: int | None = None
         self.close_reason = ""
         self._scope = scope
@@ -136,8 +143,12 @@ class EnvelopeSubscriber:
     def in_room(self, room: str) -> bool:
         return False
 
-    def deliver(self, frame: OutFrame, *, durable: bool) -> None:
+    def deliver(self, frame: OutFrame, *, durable: bool, seq: int | None = None) -> None:
         if self.close_code is not None:
+            return
+        if seq is not None and self.first_live_seq is None:
+            self.first_live_seq = seq
+        if self.gate.hold(frame, seq):
             return
         if self.transport.send_frame_nowait(frame):
             return
@@ -154,6 +165,11 @@ class EnvelopeSubscriber:
         if self.close_code is None:
             self.close_code, self.close_reason = code, reason
             self._scope.cancel()
+
+
+def parse_since(value: str | None) -> Cursor | None:
+    """The `?since=<epoch>:<seq>` of a `/ws` request; RemoteProtocolError if malformed."""
+    return None if value is None else Cursor.parse(value)
 
 
 class EnvelopeConnection:
@@ -199,9 +215,10 @@ class EnvelopeConnection:
         """The upgrade did not happen: forget the registration."""
         self.engine.connections.close(self.connection)
 
-    async def serve(self, transport: MessageTransport) -> None:
+    async def serve(self, transport: MessageTransport, *, since: Cursor | None = None) -> None:
         """Serve the accepted connection until it ends; closes the transport with the right
-        code. Never raises for what the client does; an engine bug propagates."""
+        code. With `since` (`?since=`), first replay what the client missed. Never raises for
+        what the client does; an engine bug propagates."""
         engine = self.engine
         subscriber = self.subscriber = EnvelopeSubscriber(
             tenant_id=self.connection.tenant_id,
@@ -214,9 +231,13 @@ class EnvelopeConnection:
         if self._pending_kick is not None:
             subscriber.close_code, subscriber.close_reason = self._pending_kick
         engine.hub.attach(subscriber)
+        if since is not None:
+            subscriber.gate.start()  # from the first live event on, until the replay is done
         engine.metrics.connection_opened(self.transport_name)
         try:
             with self.scope:
+                if since is not None:
+                    await _resume(engine, subscriber, since, None)
                 await _read_actions(engine, transport, subscriber, self.connection.details)
         finally:
             engine.hub.detach(subscriber)
@@ -271,12 +292,58 @@ async def _read_actions(
             details["filters"] = [f.to_json() for f in subscriber.filters]
             _reply(subscriber, "unsubscribed", _ack(action.filter, action.id))
         elif isinstance(action, Resume):
-            _reply_error(
-                subscriber,
-                "resume_unavailable",
-                "resuming from a seq is not available on this server yet",
-                action.id,
-            )
+            await _resume(engine, subscriber, action.since, action.id)
+
+
+async def _resume(
+    engine: Engine, subscriber: EnvelopeSubscriber, since: Cursor, action_id: str | int | None
+) -> None:
+    """Replay what the client missed after `since`, then continue live (docs/websocket.md)."""
+    epoch = engine.store.epoch
+    extra: dict[str, Any] = {} if action_id is None else {"id": action_id}
+    check = await check_resume(engine.store, subscriber.tenant_id, since)
+    if not check.ok:
+        for _seq, frame in subscriber.gate.release(after=0):
+            _send_or_kick(subscriber, frame)
+        reason = check.reason or "unknown"
+        _reply(
+            subscriber,
+            "resync_required",
+            {"reason": reason, "seq": f"{epoch}:{check.current}", **extra},
+        )
+        return
+    subscriber.gate.start()
+    result = await replay(
+        engine.store,
+        engine.hub,
+        subscriber,
+        after=since.seq,
+        # From the first event offered live on (delivered or held) the client has it already.
+        before=subscriber.first_live_seq,
+        send=subscriber.transport.send_frame_nowait,
+        limit=engine.config.clients.replay_limit,
+    )
+    held = subscriber.gate.release(after=result.last_seq)
+    if result.overflow:
+        subscriber.kick(CLOSE_SLOW, "slow consumer: the replay does not fit the buffer")
+        return
+    last = result.last_seq
+    for seq, frame in held:
+        _send_or_kick(subscriber, frame)
+        last = max(last, seq)
+    data = {
+        "since": str(since),
+        "replayed": result.replayed,
+        "complete": result.complete,
+        "seq": f"{epoch}:{last}",
+        **extra,
+    }
+    _reply(subscriber, "resumed", data)
+
+
+def _send_or_kick(subscriber: EnvelopeSubscriber, frame: OutFrame) -> None:
+    if not subscriber.transport.send_frame_nowait(frame):
+        subscriber.kick(CLOSE_SLOW, "slow consumer: too many events queued")
 
 
 def _ack(filter: Filter, action_id: str | int | None) -> dict[str, Any]:

@@ -78,7 +78,12 @@ async def test_a_whatsapp_web_front_end_receives_the_seed_events(
         await gw.scripted.feed("cmd5u0y7b0001xurbphmqfoe4", incoming(text="Привет! Как дела?"))
         await client.send_line()
         lines = await client.finish()
-    [[new_message]] = events(lines, "whatsapp:new-message")
+    # With connection-state recovery on (the default) a durable event carries its log offset as
+    # an extra last argument; `(data) => …` handlers never see it.
+    [[new_message, offset]] = events(lines, "whatsapp:new-message")
+    epoch, seq = offset.split(":")
+    assert epoch == gw.engine.store.epoch
+    assert seq.isdigit()
     assert set(new_message) == {"sessionId", "companyId", "chat", "message"}
     assert new_message["sessionId"] == "cmd5u0y7b0001xurbphmqfoe4"
     assert new_message["companyId"] == "cmd5rysyd0000le04ha593nam"
@@ -107,7 +112,7 @@ async def test_a_whatsapp_web_front_end_receives_the_seed_events(
     }
     assert new_message["message"]["body"] == "Привет! Как дела?"
     assert new_message["message"]["fromMe"] is False
-    [[chat_message]] = events(lines, "chat:message")
+    [[chat_message, _offset]] = events(lines, "chat:message")
     assert set(chat_message) == {"chatId", "message"}
     assert chat_message["message"]["key"]["remoteJid"] == "77079856339@c.us"
 

@@ -74,7 +74,7 @@ class Recorder:
     def in_room(self, room: str) -> bool:
         return room in self.rooms
 
-    def deliver(self, frame: OutFrame, *, durable: bool) -> None:
+    def deliver(self, frame: OutFrame, *, durable: bool, seq: int | None = None) -> None:
         self.frames.append(frame)
 
 

@@ -20,11 +20,14 @@ from hypothesis import strategies as st
 
 from omnirelay.engine import _schema
 from omnirelay.engine._store import (
+    NewWebhookDelivery,
     SQLiteStore,
     StoredEvent,
     StoreError,
+    WebhookPlan,
     open_sqlite_store,
 )
+from omnirelay.protocol._envelope import Filter
 from omnirelay.protocol._events import (
     ChatCreated,
     ChatKind,
@@ -989,3 +992,267 @@ async def test_random_message_and_status_streams_keep_the_invariants(
         finally:
             conn.close()
         assert sorted(row[0] for row in rows) == sorted(model.messages)
+
+
+# --------------------------------------------------------------------------------------------
+# Socket.IO connection-state recovery
+
+
+async def test_recovery_sessions_are_saved_replaced_and_deleted(tmp_path: Path) -> None:
+    path = str(tmp_path / "store.db")
+    async with open_sqlite_store(path) as store:
+        assert await store.load_recovery("p1") is None
+        await store.save_recovery("p1", tenant_id="acme", namespace="/crm", sid="s1", rooms=["a"])
+        await store.save_recovery(
+            "p1", tenant_id="acme", namespace="/crm", sid="s2", rooms=["conversation:1", "b"]
+        )
+        await store.save_recovery("p2", tenant_id="globex", namespace="/", sid="x", rooms=[])
+    async with open_sqlite_store(path) as store:  # durable across a restart
+        row = await store.load_recovery("p1")
+        assert row is not None
+        assert (row.pid, row.tenant_id, row.namespace, row.sid) == ("p1", "acme", "/crm", "s2")
+        assert row.rooms == ("conversation:1", "b")
+        assert abs(row.updated_at - datetime.now(UTC)) < timedelta(minutes=1)
+        await store.delete_recovery("p1")
+        await store.delete_recovery("p1")  # deleting what is gone is fine
+        assert await store.load_recovery("p1") is None
+        empty = await store.load_recovery("p2")
+        assert empty is not None
+        assert empty.rooms == ()
+
+
+async def test_prune_forgets_recovery_sessions_older_than_the_log_retention(
+    store: SQLiteStore,
+) -> None:
+    await store.save_recovery("old", tenant_id="acme", namespace="/", sid="s", rooms=[])
+    await store.save_recovery("other", tenant_id="globex", namespace="/", sid="s", rooms=[])
+    now = datetime.now(UTC)
+    assert await store.prune(max_age=timedelta(hours=1), now=now) == 0
+    assert await store.load_recovery("old") is not None
+    later = now + timedelta(hours=2)
+    await store.prune("acme", max_age=timedelta(hours=1), now=later)
+    assert await store.load_recovery("old") is None
+    assert await store.load_recovery("other") is not None  # another tenant's prune
+    await store.save_recovery("kept", tenant_id="acme", namespace="/", sid="s", rooms=[])
+    await store.prune(keep_count=0, now=later + timedelta(days=1))  # no max_age: kept
+    assert await store.load_recovery("kept") is not None
+    await store.prune(max_age=timedelta(hours=1), now=later)
+    assert await store.load_recovery("other") is None
+
+
+# --------------------------------------------------------------------------------------------
+# Outgoing webhooks
+
+
+def _planned(*items: tuple[str, int]) -> tuple[NewWebhookDelivery, ...]:
+    return tuple(
+        NewWebhookDelivery(id=i, seq=seq, event="new_message", body="{}") for i, seq in items
+    )
+
+
+async def test_a_webhook_endpoint_starts_at_its_tenants_last_seq(store: SQLiteStore) -> None:
+    await store.ingest("s1", [received("m1"), received("m2")], received_at=NOW)
+    only = (Filter(event="new_message", user_id=[7, "8"]),)
+    row = await store.create_webhook_endpoint(
+        "w1",
+        tenant_id="acme",
+        url="https://example.com/a",
+        secret="s3cr3t",
+        filters=only,
+        enabled=True,
+        now=NOW,
+        max_per_tenant=2,
+    )
+    assert row is not None
+    assert (row.id, row.tenant_id, row.url, row.secret) == (
+        "w1",
+        "acme",
+        "https://example.com/a",
+        "s3cr3t",
+    )
+    assert (row.filters, row.enabled, row.cursor, row.created_at) == (only, True, 3, NOW)
+    assert "s3cr3t" not in repr(row)
+    fresh = await store.create_webhook_endpoint(
+        "w2", tenant_id="new", url="u", secret="s", filters=(), enabled=False, now=NOW
+    )
+    assert fresh is not None
+    assert (fresh.cursor, fresh.filters, fresh.enabled) == (0, (), False)
+    await store.create_webhook_endpoint(
+        "w3", tenant_id="acme", url="u", secret="s", filters=(), enabled=True, now=NOW
+    )
+    refused = await store.create_webhook_endpoint(
+        "w4",
+        tenant_id="acme",
+        url="u",
+        secret="s",
+        filters=(),
+        enabled=True,
+        now=NOW,
+        max_per_tenant=2,
+    )
+    assert refused is None
+    assert [e.id for e in await store.list_webhook_endpoints("acme")] == ["w1", "w3"]
+    assert [e.id for e in await store.list_webhook_endpoints()] == ["w1", "w2", "w3"]
+    assert await store.get_webhook_endpoint("w4") is None
+
+    updated = await store.update_webhook_endpoint("w1", enabled=False, filters=())
+    assert updated is not None
+    assert (updated.enabled, updated.filters, updated.url) == (False, (), "https://example.com/a")
+    assert await store.update_webhook_endpoint("nope", enabled=True) is None
+
+
+async def test_webhook_deliveries_queue_in_seq_order_and_plan_once(store: SQLiteStore) -> None:
+    for endpoint_id, tenant in (("w1", "acme"), ("w2", "acme"), ("g1", "globex")):
+        await store.create_webhook_endpoint(
+            endpoint_id, tenant_id=tenant, url="u", secret="s", filters=(), enabled=True, now=NOW
+        )
+    plans = [
+        WebhookPlan(endpoint_id="w1", cursor=3, deliveries=_planned(("a", 2), ("b", 2), ("c", 3))),
+        WebhookPlan(endpoint_id="w2", cursor=3),
+        WebhookPlan(endpoint_id="gone", cursor=3, deliveries=_planned(("x", 1))),
+    ]
+    assert await store.plan_webhook_deliveries(plans, now=NOW) == ["w1", "w2"]
+    # Planning the same positions again (a crash between commit and cursor) queues nothing.
+    assert await store.plan_webhook_deliveries(plans, now=NOW) == []
+    later = [WebhookPlan(endpoint_id="g1", cursor=1, deliveries=_planned(("g", 1)))]
+    assert await store.plan_webhook_deliveries(later, now=NOW) == ["g1"]
+    assert await store.get_webhook_delivery("x") is None
+    assert sorted(await store.pending_webhook_endpoints()) == ["g1", "w1"]
+    assert await store.next_webhook_delivery("w2") is None
+    endpoint = await store.get_webhook_endpoint("w1")
+    assert endpoint is not None
+    assert endpoint.cursor == 3
+
+    head = await store.next_webhook_delivery("w1")
+    assert head is not None
+    assert (head.id, head.seq, head.state, head.attempts, head.next_attempt_at) == (
+        "a",
+        2,
+        "pending",
+        0,
+        NOW,
+    )
+    retry_at = NOW + timedelta(seconds=5)
+    assert await store.record_webhook_attempt(
+        "a",
+        state="pending",
+        attempts=1,
+        last_status=503,
+        last_error="HTTP 503",
+        next_attempt_at=retry_at,
+        now=NOW,
+    )
+    head = await store.next_webhook_delivery("w1")
+    assert head is not None  # still the head: order is kept while it is retried
+    assert (head.id, head.attempts, head.last_status, head.next_attempt_at) == (
+        "a",
+        1,
+        503,
+        retry_at,
+    )
+    assert await store.record_webhook_attempt(
+        "a",
+        state="dead",
+        attempts=2,
+        last_status=404,
+        last_error="HTTP 404",
+        next_attempt_at=NOW,
+        now=NOW,
+    )
+    assert not await store.record_webhook_attempt(  # not pending any more
+        "a",
+        state="delivered",
+        attempts=3,
+        last_status=200,
+        last_error=None,
+        next_attempt_at=NOW,
+        now=NOW,
+    )
+    head = await store.next_webhook_delivery("w1")
+    assert head is not None
+    assert head.id == "b"
+    await store.record_webhook_attempt(
+        "b",
+        state="delivered",
+        attempts=1,
+        last_status=200,
+        last_error=None,
+        next_attempt_at=NOW,
+        now=NOW,
+    )
+
+    (dead,) = await store.list_webhook_deliveries("acme", state="dead")
+    assert (dead.id, dead.endpoint_id, dead.attempts, dead.last_error) == ("a", "w1", 2, "HTTP 404")
+    assert await store.list_webhook_deliveries("globex", state="dead") == []
+    assert [d.id for d in await store.list_webhook_deliveries(None, state="pending")] == ["g", "c"]
+    page = await store.list_webhook_deliveries(None, state="pending", limit=1)
+    assert [d.id for d in page] == ["g"]
+    rest = await store.list_webhook_deliveries(None, state="pending", before=page[-1].position)
+    assert [d.id for d in rest] == ["c"]
+    assert [
+        d.id for d in await store.list_webhook_deliveries(None, state="pending", endpoint_id="w1")
+    ] == ["c"]
+
+    # A replay puts the dead one back at the head of its queue, attempts reset.
+    assert await store.replay_webhook_delivery("b", now=NOW) is None  # delivered, not dead
+    replayed = await store.replay_webhook_delivery("a", now=retry_at)
+    assert replayed is not None
+    assert (replayed.state, replayed.attempts, replayed.next_attempt_at) == ("pending", 0, retry_at)
+    head = await store.next_webhook_delivery("w1")
+    assert head is not None
+    assert head.id == "a"
+
+    # Deleting an endpoint takes its whole queue and its dead letters with it.
+    assert await store.delete_webhook_endpoint("w1")
+    assert not await store.delete_webhook_endpoint("w1")
+    assert await store.get_webhook_delivery("c") is None
+    assert await store.pending_webhook_endpoints() == ["g1"]
+
+
+async def test_prune_webhook_deliveries_keeps_pending_ones(store: SQLiteStore) -> None:
+    await store.create_webhook_endpoint(
+        "w1", tenant_id="acme", url="u", secret="s", filters=(), enabled=True, now=NOW
+    )
+    deliveries = _planned(("done", 1), ("dead", 2), ("waiting", 3))
+    await store.plan_webhook_deliveries(
+        [WebhookPlan(endpoint_id="w1", cursor=3, deliveries=deliveries)], now=NOW
+    )
+    for delivery_id, state in (("done", "delivered"), ("dead", "dead")):
+        await store.record_webhook_attempt(
+            delivery_id,
+            state=state,
+            attempts=1,
+            last_status=200,
+            last_error=None,  # type: ignore[arg-type]
+            next_attempt_at=NOW,
+            now=NOW,
+        )
+    hour = timedelta(hours=1)
+    assert await store.prune_webhook_deliveries(delivered_before=NOW, dead_before=NOW) == 0
+    assert await store.prune_webhook_deliveries(delivered_before=NOW + hour, dead_before=NOW) == 1
+    assert await store.get_webhook_delivery("done") is None
+    assert await store.get_webhook_delivery("dead") is not None
+    assert (
+        await store.prune_webhook_deliveries(delivered_before=NOW + hour, dead_before=NOW + hour)
+        == 1
+    )
+    assert await store.get_webhook_delivery("waiting") is not None
+
+
+async def test_a_version_2_database_gets_the_recovery_and_webhook_tables(tmp_path: Path) -> None:
+    path = str(tmp_path / "v2.db")
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        _schema.migrate(conn, target=2)
+        conn.execute("INSERT INTO tenants (id, last_seq) VALUES ('acme', 5)")
+    finally:
+        conn.close()
+    async with open_sqlite_store(path) as store:
+        assert await store.last_seq("acme") == 5
+        row = await store.create_webhook_endpoint(
+            "w1", tenant_id="acme", url="u", secret="s", filters=(), enabled=True, now=NOW
+        )
+        assert row is not None
+        assert row.cursor == 5
+        await store.save_recovery("p", tenant_id="acme", namespace="/", sid="s", rooms=["r"])
+        assert await store.load_recovery("p") is not None
