@@ -482,6 +482,7 @@ def create_blueprint(
                 gateway, principal, remote=remote, transport_name="websocket-asgi"
             )
         except ConnectionLimitExceeded as exc:
+            gateway.metrics.limits.labels("connections").inc()
             return error_response(429, exc.code, str(exc))
         transport = QuartWebSocketTransport(
             max_bytes=gateway.config.clients.inbox_bytes,

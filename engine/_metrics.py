@@ -68,6 +68,12 @@ class Metrics:
         self.render_errors = Counter(
             "omnirelay_render_errors", "Events a dialect failed to render", ["dialect"], registry=r
         )
+        self.limits = Counter(
+            "omnirelay_limit_refusals",
+            "Client actions refused by a limit (connections, rate, rooms)",
+            ["limit"],
+            registry=r,
+        )
         self.client_messages = Counter(
             "omnirelay_client_messages", "Messages received from clients", ["transport"], registry=r
         )

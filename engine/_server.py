@@ -60,6 +60,7 @@ def envelope_handler(engine: Engine) -> WebSocketHandler:
                 engine, principal, remote=remote, transport_name="websocket"
             )
         except ConnectionLimitExceeded as exc:
+            engine.metrics.limits.labels("connections").inc()
             await ws.reject(429, _error_body(exc.code, str(exc)))
             return
         try:

@@ -22,6 +22,8 @@ from __future__ import annotations
 import secrets
 from typing import TYPE_CHECKING, Any
 
+import trio
+
 from omnirelay.protocol._dialect_base import Rendition
 from omnirelay.protocol._envelope import Cursor
 from omnirelay.protocol._errors import RemoteProtocolError
@@ -31,6 +33,7 @@ from ._config import NamespaceConfig
 from ._connections import ConnectionLimitExceeded
 from ._frames import OutFrame
 from ._hub import SocketIOFormat
+from ._limits import RateLimiter
 from ._resume import LiveGate, check_resume, replay
 from ._sio_server import Ack, ConnectRefused, Socket
 from ._store import StoredEvent
@@ -142,11 +145,15 @@ class GatewayNamespace:
                 connection_id=socket.sid,
             )
         except ConnectionLimitExceeded as exc:
+            engine.metrics.limits.labels("connections").inc()
             raise ConnectRefused(str(exc), {"code": exc.code}) from None
         subscriber = SocketSubscriber(
             engine, socket, principal.tenant, self.format, self.config.scope
         )
-        socket.data.update(subscriber=subscriber, connection=connection, principal=principal)
+        limiter = RateLimiter(engine.config.limits.client_events_per_minute, trio.current_time)
+        socket.data.update(
+            subscriber=subscriber, connection=connection, principal=principal, limiter=limiter
+        )
         engine.hub.attach(subscriber)
         engine.metrics.connection_opened(TRANSPORT_LABEL)
         if recovery is not None:
@@ -211,7 +218,21 @@ class GatewayNamespace:
     async def on_event(
         self, socket: Socket, name: str | int | float, args: tuple[Any, ...], ack: Ack | None
     ) -> None:
-        self.engine.metrics.client_message(TRANSPORT_LABEL)
+        engine = self.engine
+        engine.metrics.client_message(TRANSPORT_LABEL)
+        limiter: RateLimiter = socket.data["limiter"]
+        verdict = limiter.check()
+        if verdict != "ok":
+            engine.metrics.limits.labels("rate").inc()
+            if verdict == "close":
+                socket.disconnect()  # the client sees "io server disconnect" and stays away
+                return
+            error = _error("rate_limited", "too many events: limits.client_events_per_minute")
+            if ack is not None:
+                ack(error)
+            else:
+                socket.emit("error", error["error"])
+            return
         if name in ("join_conversation", "leave_conversation"):
             answer = await self._conversation(socket, join=name == "join_conversation", args=args)
         else:
@@ -239,6 +260,7 @@ class GatewayNamespace:
                 room not in subscriber.rooms
                 and len(subscriber.rooms) >= self.engine.config.limits.rooms_per_socket
             ):
+                self.engine.metrics.limits.labels("rooms").inc()
                 return _error("too_many_rooms", "limits.rooms_per_socket reached")
             subscriber.rooms.add(room)
         else:

@@ -5,7 +5,8 @@ listener) and over ASGI when the gateway is embedded in a Quart app; each provid
 `MessageTransport`. The connection's task is the actor: it reads actions; the hub writes
 frames from the publishing task through `EnvelopeSubscriber.deliver`, which never waits.
 
-Close codes (docs/websocket.md): 1000 normal, 1001 server shutting down, 1009 message too big,
+Close codes (docs/websocket.md): 1000 normal, 1001 server shutting down, 1008 rate limit
+exceeded (after `rate_limited` errors were ignored), 1009 message too big,
 1011 internal error, 4000 disconnected by the operator (do not reconnect), 4001 disconnected by
 the operator (reconnect), 4008 too slow: durable events would overflow the connection's buffer
 (reconnect and resume).
@@ -36,6 +37,7 @@ from omnirelay.protocol._errors import RemoteProtocolError
 from ._auth import Principal
 from ._frames import OutFrame
 from ._hub import EnvelopeFormat
+from ._limits import RateLimiter
 from ._metrics import Metrics
 from ._resume import LiveGate, check_resume, replay
 from ._store import StoredEvent
@@ -60,6 +62,7 @@ logger = logging.getLogger("omnirelay.engine.ws")
 
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
 CLOSE_KICKED = 4000
 CLOSE_KICKED_RECONNECT = 4001
 CLOSE_SLOW = 4008
@@ -238,7 +241,10 @@ class EnvelopeConnection:
             with self.scope:
                 if since is not None:
                     await _resume(engine, subscriber, since, None)
-                await _read_actions(engine, transport, subscriber, self.connection.details)
+                limiter = RateLimiter(
+                    engine.config.limits.client_events_per_minute, trio.current_time
+                )
+                await _read_actions(engine, transport, subscriber, self.connection.details, limiter)
         finally:
             engine.hub.detach(subscriber)
             engine.connections.close(self.connection)
@@ -256,6 +262,7 @@ async def _read_actions(
     transport: MessageTransport,
     subscriber: EnvelopeSubscriber,
     details: dict[str, Any],
+    limiter: RateLimiter,
 ) -> None:
     while True:
         try:
@@ -264,6 +271,16 @@ async def _read_actions(
             subscriber.close_code = CLOSE_NORMAL
             return
         engine.metrics.client_message("websocket")
+        verdict = limiter.check()
+        if verdict != "ok":
+            engine.metrics.limits.labels("rate").inc()
+            if verdict == "close":
+                subscriber.kick(CLOSE_POLICY, "rate limit exceeded")
+                return
+            _reply_error(
+                subscriber, "rate_limited", "too many messages: limits.client_events_per_minute"
+            )
+            continue
         if isinstance(message, bytes):
             _reply_error(subscriber, "binary_not_supported", "send JSON text messages")
             continue

@@ -304,3 +304,101 @@ async def test_recovery_can_be_turned_off_per_namespace(tmp_path: Path) -> None:
         assert len(args) == 1  # just the payload
         assert await gw.engine.store.load_recovery("anything") is None
         nursery.cancel_scope.cancel()
+
+
+async def test_a_client_that_stops_reading_is_dropped_as_slow_and_resumes_with_everything(
+    tmp_path: Path,
+) -> None:
+    import json
+    import socket
+
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
+
+    from omnirelay.engine._config import ClientConfig
+
+    total = 10_000
+    config = gateway_config(tmp_path, clients=ClientConfig(inbox_bytes=64 * 1024))
+    async with trio.open_nursery() as nursery:
+        gw = await start_gateway(nursery, config)
+        await create_session(gw, "acme", "wa-1")
+        token = gw.token("acme")
+
+        # The slow client: a raw websocket that completes the handshake, then stops reading.
+        # A small receive buffer set before connecting keeps the TCP window small, so the
+        # kernel cannot absorb what the client does not read.
+        raw = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        await raw.connect((gw.host, gw.port))
+        stream = trio.SocketStream(raw)
+        ws = WSConnection(ConnectionType.CLIENT)
+        await stream.send_all(
+            ws.send(Request(host=f"{gw.host}:{gw.port}", target=f"/ws?token={token}"))
+        )
+        while not any(isinstance(e, AcceptConnection) for e in ws.events()):
+            ws.receive_data(await stream.receive_some(65536))
+
+        healthy = await WsClient.connect(gw.ws_url(token=token))
+        received: list[int] = []
+
+        async def read_healthy() -> None:
+            while len(received) < total:
+                envelope = await healthy.recv()
+                if envelope["event"] == "new_message":
+                    received.append(seq_of(envelope))
+
+        async with trio.open_nursery() as readers:
+            readers.start_soon(read_healthy)
+            for batch in range(total // 500):
+                await gw.scripted.feed(
+                    "wa-1",
+                    *(
+                        incoming(chat="111@c.us", text=f"event {batch * 500 + n} " + "·" * 40)
+                        for n in range(500)
+                    ),
+                )
+        # The healthy client got everything, in order, while the slow one was not waited for.
+        assert len(received) == total
+        assert received == sorted(received)
+
+        # The slow client now reads what reached it: some events, then close 4008.
+        seen: list[int] = []
+        close_code = None
+        partial: list[str] = []
+        with trio.fail_after(20):
+            while close_code is None:
+                data = await stream.receive_some(65536)
+                if not data:
+                    break
+                ws.receive_data(data)
+                for event in ws.events():
+                    if isinstance(event, TextMessage):
+                        partial.append(event.data)
+                        if event.message_finished:
+                            envelope = json.loads("".join(partial))
+                            partial.clear()
+                            if "seq" in envelope:
+                                seen.append(seq_of(envelope))
+                    elif isinstance(event, CloseConnection):
+                        close_code = event.code
+        assert close_code == 4008
+        assert 0 < len(seen) < total * 2  # far from everything
+        await stream.aclose()
+
+        # It resumes from the last event it saw and ends up with every event, once.
+        epoch = gw.engine.store.epoch
+        again = await WsClient.connect(gw.ws_url(token=token, since=f"{epoch}:{seen[-1]}"))
+        rest: list[int] = []
+        while True:
+            envelope = await again.recv()
+            if envelope["event"] == "resumed":
+                assert envelope["data"]["complete"] is True
+                break
+            if "seq" in envelope:
+                rest.append(seq_of(envelope))
+        everything = seen + rest
+        assert everything == list(range(1, len(everything) + 1))  # chat.created, then all messages
+        assert len(everything) == total + 1
+        await again.close()
+        await healthy.close()
+        nursery.cancel_scope.cancel()
