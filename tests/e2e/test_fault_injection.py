@@ -129,3 +129,81 @@ async def test_websocket_client_resumes_through_dropped_connections_without_gap_
     expected = await expected_frames(gw, EnvelopeFormat(gw.engine.dialects.get("envelope")))
     assert sum(expected.values()) > 500
     assert got == expected
+
+
+async def test_disk_full_during_ingest_loses_nothing_and_recovers(tmp_path: Any) -> None:
+    """The store fails (a full disk, made with SQLite's max_page_count) while a provider is
+    delivering: the provider is told (StoreError, which a webhook answers with 5xx and a poller
+    with not advancing its offset), nothing is half-written, clients see nothing yet; once the
+    fault clears the provider's retry lands, and clients get each event exactly once."""
+    import sqlite3
+
+    from omnirelay.engine import Provider, SessionContext, StoreError, hookimpl
+    from omnirelay.engine._auth import Authenticator
+    from omnirelay.engine._server import serve
+
+    from .conftest import Scripted, create_session, gateway_config, incoming
+
+    class Redelivering:
+        """A provider whose upstream redelivers until acknowledged (like a webhook sender)."""
+
+        def __init__(self) -> None:
+            self.inbox_send, self.inbox = trio.open_memory_channel[Any](10)
+            self.failures = 0
+            self.failing = trio.Event()  # set after a few refused attempts
+            self.acknowledged = trio.Event()
+
+        @hookimpl
+        def omnirelay_providers(self) -> list[Provider]:
+            return [Provider(name="redelivering", run=self.run)]
+
+        async def run(self, context: SessionContext) -> None:
+            async for events in self.inbox:
+                while True:
+                    try:
+                        await context.emit(*events)
+                        break
+                    except StoreError:
+                        self.failures += 1
+                        if self.failures >= 3:
+                            self.failing.set()
+                        await trio.sleep(0.05)
+                self.acknowledged.set()
+
+    provider = Redelivering()
+    config = gateway_config(tmp_path)
+    async with trio.open_nursery() as nursery:
+        engine, (host, port) = await nursery.start(
+            lambda task_status: serve(config, plugins=(provider,), task_status=task_status)
+        )
+        gw = Gateway(engine, host, port, Scripted(), Authenticator.from_config(config.auth))
+        await create_session(gw, "acme", "fragile", provider="redelivering")
+        client = await WsClient.connect(gw.ws_url(token=gw.token("acme")))
+
+        def cap(conn: sqlite3.Connection) -> None:
+            (pages,) = conn.execute("PRAGMA page_count").fetchone()
+            conn.execute(f"PRAGMA max_page_count = {pages}")
+
+        await engine.store._write(cap)  # the disk is full from now on
+        big = [
+            incoming(chat=f"9{n}@c.us", text="x" * 3000, message_id=f"BIG{n}") for n in range(10)
+        ]
+        await provider.inbox_send.send(big)
+        with trio.fail_after(10):
+            await provider.failing.wait()
+        assert await engine.store.last_seq("acme") == 0  # nothing half-written
+        await client.nothing_within(0.1)
+        await engine.store._write(lambda conn: conn.execute("PRAGMA max_page_count = 1073741823"))
+        with trio.fail_after(10):
+            await provider.acknowledged.wait()
+        texts = []
+        while len(texts) < 10:
+            envelope = await client.recv_event("new_message")
+            texts.append(envelope["data"]["text"])
+        assert len(texts) == 10
+        await client.nothing_within(0.2, lambda e: e["event"] == "new_message")  # once each
+        async with gw.http("acme") as http:
+            chats = (await http.get("/api/whatsapp/sessions/fragile/chats")).json()["chats"]
+            assert len(chats) == 10
+        await client.close()
+        nursery.cancel_scope.cancel()
