@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import attrs
 
-from omnirelay.protocol._dialect_base import Dialect, Rendition
+from omnirelay.protocol._dialect_base import Dialect, Rendition, source_name
 from omnirelay.protocol._envelope import encode_envelope
 from omnirelay.protocol._socketio import encode_event_frame
 
@@ -36,6 +36,7 @@ __all__ = [
     "SocketIOFormat",
     "Subscriber",
     "Target",
+    "filter_values",
 ]
 
 logger = logging.getLogger("omnirelay.engine.hub")
@@ -117,6 +118,21 @@ class Subscriber(Protocol):
         `seq` is the event's log position (None for ephemeral events and custom publishes).
         """
         ...
+
+
+def filter_values(stored: StoredEvent, rendition: Rendition) -> dict[str, str | int | None]:
+    """What a client `Filter` (`/ws` subscriptions, webhook filters) sees of one rendition:
+    `event`, `session_id`, `user_id`, `chat_id` (the provider chat id) and `source`."""
+    payload = rendition.payload if isinstance(rendition.payload, Mapping) else {}
+    context = stored.context
+    chat_id = context.chat.provider_chat_id if context.chat is not None else None
+    return {
+        "event": rendition.name,
+        "session_id": context.session.id,
+        "user_id": payload.get("user_id"),
+        "chat_id": chat_id,
+        "source": payload.get("source") or source_name(context.session.provider, chat_id or ""),
+    }
 
 
 @attrs.frozen

@@ -45,7 +45,7 @@ import math
 import random
 import secrets
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -53,11 +53,11 @@ import attrs
 import httpx
 import trio
 
-from omnirelay.protocol._dialect_base import Dialect, Rendition, source_name
+from omnirelay.protocol._dialect_base import Dialect, Rendition
 from omnirelay.protocol._envelope import Filter
 
 from ._frames import OutFrame
-from ._hub import EnvelopeFormat
+from ._hub import EnvelopeFormat, filter_values
 from ._store import (
     NewWebhookDelivery,
     Store,
@@ -75,7 +75,6 @@ __all__ = [
     "WebhookDispatcher",
     "WebhookError",
     "WebhookStatistics",
-    "filter_values",
     "sign",
 ]
 
@@ -163,21 +162,6 @@ class WebhookError(Exception):
 def sign(secret: str, body: bytes) -> str:
     """The `X-Omnirelay-Signature` value: "sha256=" + hex HMAC-SHA256 of the raw body."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def filter_values(stored: StoredEvent, rendition: Rendition) -> dict[str, str | int | None]:
-    """What a `Filter` sees of one rendition: the same keys and values as a `/ws` subscription
-    (`EnvelopeSubscriber.wants`)."""
-    payload = rendition.payload if isinstance(rendition.payload, Mapping) else {}
-    context = stored.context
-    chat_id = context.chat.provider_chat_id if context.chat is not None else None
-    return {
-        "event": rendition.name,
-        "session_id": context.session.id,
-        "user_id": payload.get("user_id"),
-        "chat_id": chat_id,
-        "source": payload.get("source") or source_name(context.session.provider, chat_id or ""),
-    }
 
 
 def check_url(url: str, *, allow_private_networks: bool) -> str:
@@ -582,7 +566,6 @@ class WebhookDispatcher:
         state: WebhookState
         if status is not None and 200 <= status < 300:
             state, next_attempt_at = "delivered", now
-            self._delivered += 1
         elif not fatal and (status is None or status == 429 or status >= 500):
             if attempt >= config.max_attempts:
                 state, next_attempt_at = "dead", now
@@ -592,10 +575,20 @@ class WebhookDispatcher:
                 if delay is None:
                     delay = self._backoff(attempt)
                 next_attempt_at = now + timedelta(seconds=min(delay, config.backoff_max))
-                self._retries += 1
         else:
             state, next_attempt_at = "dead", now
-        if state == "dead":
+        await self._record(
+            delivery,
+            state=state,
+            attempts=attempt,
+            last_status=status,
+            last_error=None if error is None else error[:_ERROR_LENGTH],
+            next_attempt_at=next_attempt_at,
+        )
+        # Counted once recorded: statistics never run ahead of what the store says.
+        if state == "delivered":
+            self._delivered += 1
+        elif state == "dead":
             self._dead += 1
             logger.info(
                 "webhook %s: delivery %s (seq %d, %s) is dead after %d attempts: %s",
@@ -606,14 +599,8 @@ class WebhookDispatcher:
                 attempt,
                 error,
             )
-        await self._record(
-            delivery,
-            state=state,
-            attempts=attempt,
-            last_status=status,
-            last_error=None if error is None else error[:_ERROR_LENGTH],
-            next_attempt_at=next_attempt_at,
-        )
+        else:
+            self._retries += 1
 
     async def _record(
         self,

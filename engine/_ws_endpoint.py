@@ -15,13 +15,12 @@ the operator (reconnect), 4008 too slow: durable events would overflow the conne
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
-from omnirelay.protocol._dialect_base import Rendition, source_name
+from omnirelay.protocol._dialect_base import Rendition
 from omnirelay.protocol._envelope import (
     Cursor,
     Filter,
@@ -36,7 +35,7 @@ from omnirelay.protocol._errors import RemoteProtocolError
 
 from ._auth import Principal
 from ._frames import OutFrame
-from ._hub import EnvelopeFormat
+from ._hub import EnvelopeFormat, filter_values
 from ._limits import RateLimiter
 from ._metrics import Metrics
 from ._resume import LiveGate, check_resume, replay
@@ -128,19 +127,7 @@ class EnvelopeSubscriber:
     def wants(self, stored: StoredEvent, rendition: Rendition) -> bool:
         if not self.filters:
             return True
-        payload = rendition.payload if isinstance(rendition.payload, Mapping) else {}
-        context = stored.context
-        values: dict[str, str | int | None] = {
-            "event": rendition.name,
-            "session_id": context.session.id,
-            "user_id": payload.get("user_id"),
-            "chat_id": context.chat.provider_chat_id if context.chat is not None else None,
-            "source": payload.get("source")
-            or source_name(
-                context.session.provider,
-                context.chat.provider_chat_id if context.chat is not None else "",
-            ),
-        }
+        values = filter_values(stored, rendition)
         return any(f.matches(values) for f in self.filters)
 
     def in_room(self, room: str) -> bool:

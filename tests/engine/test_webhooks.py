@@ -416,19 +416,21 @@ async def test_after_max_attempts_a_delivery_is_dead(tmp_path: Path, receiver: R
 
 
 async def test_connection_errors_are_retried_then_dead(tmp_path: Path) -> None:
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
-    config = attrs.evolve(FAST, max_attempts=2)
-    async with dispatching(tmp_path / "db", config) as (store, dispatcher):
-        await add_session(store)
-        await dispatcher.create_endpoint(
-            "acme", url=f"http://127.0.0.1:{port}/", filters=[Filter(event="new_chat")]
-        )
-        await ingest(store, message())
-        await receiver_less_settle(dispatcher)
-        (dead,) = await dispatcher.list_dead("acme")
-        stats = dispatcher.statistics()
+    # Bound but not listening, for the whole test: connections are refused, and no other
+    # server can take the port in the meantime (a freed port could be reused mid-test).
+    with socket.socket() as refusing:
+        refusing.bind(("127.0.0.1", 0))
+        port = refusing.getsockname()[1]
+        config = attrs.evolve(FAST, max_attempts=2)
+        async with dispatching(tmp_path / "db", config) as (store, dispatcher):
+            await add_session(store)
+            await dispatcher.create_endpoint(
+                "acme", url=f"http://127.0.0.1:{port}/", filters=[Filter(event="new_chat")]
+            )
+            await ingest(store, message())
+            await receiver_less_settle(dispatcher)
+            (dead,) = await dispatcher.list_dead("acme")
+            stats = dispatcher.statistics()
     assert dead.attempts == 2
     assert dead.last_status is None
     assert dead.last_error is not None
