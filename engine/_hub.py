@@ -37,6 +37,7 @@ __all__ = [
     "Subscriber",
     "Target",
     "filter_values",
+    "render_isolated",
 ]
 
 logger = logging.getLogger("omnirelay.engine.hub")
@@ -118,6 +119,33 @@ class Subscriber(Protocol):
         `seq` is the event's log position (None for ephemeral events and custom publishes).
         """
         ...
+
+
+def render_isolated(
+    dialect: Dialect,
+    stored: StoredEvent,
+    failed: Callable[[Dialect, StoredEvent, Exception], None],
+) -> tuple[Rendition, ...]:
+    """`dialect.render` for a committed event, with a failure isolated to this one call.
+
+    The event is committed already and dialects are plugin code: a renderer that fails on one
+    event must not stop every other event, format and delivery (live frames, webhooks). The
+    failure is loud (ERROR with traceback, `failed` counts it; the tests hold it at zero) and
+    costs that dialect's receivers this one event live (they get it on resume).
+    """
+    try:
+        return dialect.render(stored.event, stored.context)
+    except Exception as exc:
+        logger.error(
+            "dialect %r failed to render %s (tenant %s, seq %s)",
+            dialect.name,
+            stored.event.type,
+            stored.tenant_id,
+            stored.seq,
+            exc_info=exc,
+        )
+        failed(dialect, stored, exc)
+        return ()
 
 
 def filter_values(stored: StoredEvent, rendition: Rendition) -> dict[str, str | int | None]:
@@ -221,25 +249,12 @@ class Hub:
         return delivered
 
     def _render_one(self, dialect: Dialect, stored: StoredEvent) -> tuple[Rendition, ...]:
-        try:
-            return dialect.render(stored.event, stored.context)
-        except Exception as exc:
-            # The event is committed already and dialects are plugin code: a renderer that
-            # fails on one event must not stop live delivery of every other event and format.
-            # The failure is loud (ERROR with traceback, a metric the tests hold at zero); the
-            # clients of that dialect miss this one event live and get it on resume.
-            self._render_errors += 1
-            logger.error(
-                "dialect %r failed to render %s (tenant %s, seq %s)",
-                dialect.name,
-                stored.event.type,
-                stored.tenant_id,
-                stored.seq,
-                exc_info=exc,
-            )
-            if self._on_render_error is not None:
-                self._on_render_error(dialect.name, stored, exc)
-            return ()
+        return render_isolated(dialect, stored, self._render_failed)
+
+    def _render_failed(self, dialect: Dialect, stored: StoredEvent, exc: Exception) -> None:
+        self._render_errors += 1
+        if self._on_render_error is not None:
+            self._on_render_error(dialect.name, stored, exc)
 
     def render_for(self, subscriber: Subscriber, stored: StoredEvent) -> list[OutFrame]:
         """The frames of one stored event this subscriber wants (replays use it)."""

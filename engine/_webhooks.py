@@ -57,7 +57,7 @@ from omnirelay.protocol._dialect_base import Dialect, Rendition
 from omnirelay.protocol._envelope import Filter
 
 from ._frames import OutFrame
-from ._hub import EnvelopeFormat, filter_values
+from ._hub import EnvelopeFormat, filter_values, render_isolated
 from ._store import (
     NewWebhookDelivery,
     Store,
@@ -471,21 +471,10 @@ class WebhookDispatcher:
         return self._format.render(stored, self._store.epoch, self._render_one)
 
     def _render_one(self, dialect: Dialect, stored: StoredEvent) -> tuple[Rendition, ...]:
-        try:
-            return dialect.render(stored.event, stored.context)
-        except Exception as exc:
-            # As in the hub: the event is committed and dialects are plugin code; one event a
-            # renderer fails on must not stop every other delivery. Loud, counted, skipped.
-            self._render_errors += 1
-            logger.error(
-                "dialect %r failed to render %s for webhooks (tenant %s, seq %s)",
-                dialect.name,
-                stored.event.type,
-                stored.tenant_id,
-                stored.seq,
-                exc_info=exc,
-            )
-            return ()
+        return render_isolated(dialect, stored, self._render_failed)
+
+    def _render_failed(self, dialect: Dialect, stored: StoredEvent, exc: Exception) -> None:
+        self._render_errors += 1
 
     # -- delivering --------------------------------------------------------------------------
 
