@@ -78,6 +78,14 @@ __all__ = [
 
 logger = logging.getLogger("omnirelay.engine.store")
 
+_MAX_ROW_ID = 2**63 - 1
+
+
+def _is_row_id(value: int) -> bool:
+    """Whether `value` can be a SQLite row id; anything else names no row."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= _MAX_ROW_ID
+
+
 T = TypeVar("T")
 
 MAX_PAGE = 1000
@@ -816,6 +824,8 @@ class SQLiteStore:
         return stored
 
     async def mark_chat_read(self, chat_id: int, *, received_at: datetime) -> list[StoredEvent]:
+        if not _is_row_id(chat_id):
+            return []
         job = functools.partial(
             _sqlite.mark_chat_read, chat_id=chat_id, received_at=utc_datetime(received_at)
         )
@@ -873,6 +883,9 @@ class SQLiteStore:
         return await self._read(job)
 
     async def get_chat(self, chat_id: int) -> tuple[ChatRecord, str] | None:
+        if not _is_row_id(chat_id):
+            return None  # no row can have it (SQLite would raise OverflowError on a huge one)
+
         def job(conn: sqlite3.Connection) -> tuple[ChatRecord, str] | None:
             row = conn.execute(
                 f"SELECT {_sqlite.CHAT_COLUMNS}, "
@@ -896,6 +909,8 @@ class SQLiteStore:
         """
         _check_limit(limit)
         after = None if cursor is None else _decode_cursor("message", cursor)
+        if not _is_row_id(chat_id):
+            return Page(items=(), next_cursor=None, seq=0)
 
         def job(conn: sqlite3.Connection) -> Page[MessageView]:
             row = conn.execute(

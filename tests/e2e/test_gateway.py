@@ -199,6 +199,10 @@ async def test_messages_pagination_and_mark_read(gateway: Gateway) -> None:
         update = await client.recv_event("chat_updated")
         assert update["data"]["unread_count"] == 0
 
+        for bad in ("99999999999999999999999", "0"):
+            response = await http.get(f"/api/chats/{bad}/messages")
+            assert response.status_code == 404
+            assert response.json()["error"]["code"] == "chat_not_found"
         async with gw.http("globex") as other:
             assert (await other.get(f"/api/chats/{chat['id']}/messages")).status_code == 404
             assert (await other.post(f"/api/chats/{chat['id']}/read")).status_code == 404

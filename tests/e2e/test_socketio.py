@@ -184,7 +184,7 @@ async def test_crm_rooms_scope_and_join_acks(gateway: Gateway) -> None:
         )
         for payload in (
             {"conversationId": conversation},
-            {"conversationId": 999999},
+            {"conversationId": 2**63},  # an integer beyond any row id: not found, socket stays
             {"conversationId": "not a number"},
         ):
             result.acks.append(

@@ -1256,3 +1256,11 @@ async def test_a_version_2_database_gets_the_recovery_and_webhook_tables(tmp_pat
         assert row.cursor == 5
         await store.save_recovery("p", tenant_id="acme", namespace="/", sid="s", rooms=["r"])
         assert await store.load_recovery("p") is not None
+
+
+@pytest.mark.parametrize("chat_id", [0, -1, 2**63, 10**30])
+async def test_ids_no_row_can_have_are_simply_not_found(store: SQLiteStore, chat_id: int) -> None:
+    # Ids come from URLs and client events: a huge one must not reach SQLite (OverflowError).
+    assert await store.get_chat(chat_id) is None
+    assert (await store.list_messages(chat_id)).items == ()
+    assert await store.mark_chat_read(chat_id, received_at=NOW) == []
