@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import trio
@@ -32,7 +32,6 @@ from omnirelay.protocol._socketio import RESERVED_EVENTS
 from ._auth import AuthError, Principal, token_from_request
 from ._config import Config, load_config
 from ._connections import ConnectionLimitExceeded
-from ._eio_server import cors_headers
 from ._engine import Engine, SessionError, open_engine
 from ._hub import Target
 from ._metrics import CONTENT_TYPE
@@ -85,6 +84,28 @@ _HTTP_CODES = {
 def _http_error(error: HTTPException) -> Response:
     status = error.code or 500
     return error_response(status, _HTTP_CODES.get(status, "http_error"), error.description or "")
+
+
+def cors_headers(
+    origins: tuple[str, ...], credentials: bool, headers: Mapping[str, str]
+) -> tuple[tuple[str, str], ...]:
+    """CORS response headers for a request from `headers["origin"]`, or () if not allowed.
+
+    `origins` is the allow list (`"*"` allows any origin; with credentials the origin is still
+    echoed, never `*`, as browsers require).
+    """
+    origin = headers.get("origin")
+    if not origin or not origins or (origin not in origins and "*" not in origins):
+        return ()
+    result = [
+        ("Access-Control-Allow-Origin", origin),
+        ("Vary", "Origin"),
+        ("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS"),
+        ("Access-Control-Allow-Headers", "authorization, content-type"),
+    ]
+    if credentials:
+        result.append(("Access-Control-Allow-Credentials", "true"))
+    return tuple(result)
 
 
 def chat_json(chat: ChatRecord) -> dict[str, Any]:
@@ -213,7 +234,8 @@ def create_blueprint(
 
     @bp.after_request
     async def _cors(response: Response) -> Response:
-        # REST and polling answers carry the configured CORS headers (server.cors_origins).
+        # Every answer of the gateway's routes (REST and Socket.IO polling, preflights
+        # included) carries the configured CORS headers (server.cors_origins): one place.
         current = get_engine()
         if current is not None:
             config = current.config.server

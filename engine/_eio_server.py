@@ -50,7 +50,6 @@ __all__ = [
     "HttpReply",
     "RequestInfo",
     "WebSocketTransport",
-    "cors_headers",
 ]
 
 logger = logging.getLogger("omnirelay.engine.engineio")
@@ -84,8 +83,6 @@ class EngineIOSettings:
     max_payload: int = 1_000_000
     upgrade_timeout: float = 10.0
     max_buffer: int = 4 * 1024 * 1024
-    cors_origins: tuple[str, ...] = ()
-    cors_credentials: bool = False
 
 
 @attrs.frozen
@@ -111,28 +108,6 @@ class EngineHandler(Protocol):
     async def message(self, connection: EngineConnection, data: str | bytes) -> None: ...
 
     def closed(self, connection: EngineConnection, reason: str) -> None: ...
-
-
-def cors_headers(
-    origins: tuple[str, ...], credentials: bool, headers: Mapping[str, str]
-) -> tuple[tuple[str, str], ...]:
-    """CORS response headers for a request from `headers["origin"]`, or () if not allowed.
-
-    `origins` is the allow list (`"*"` allows any origin; with credentials the origin is still
-    echoed, never `*`, as browsers require).
-    """
-    origin = headers.get("origin")
-    if not origin or not origins or (origin not in origins and "*" not in origins):
-        return ()
-    result = [
-        ("Access-Control-Allow-Origin", origin),
-        ("Vary", "Origin"),
-        ("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS"),
-        ("Access-Control-Allow-Headers", "authorization, content-type"),
-    ]
-    if credentials:
-        result.append(("Access-Control-Allow-Credentials", "true"))
-    return tuple(result)
 
 
 def _error(code: int, message: str, status: int = 400) -> HttpReply:
@@ -331,9 +306,6 @@ class EngineIOServer:
 
     # -- HTTP long-polling -----------------------------------------------------------------
 
-    def cors_headers(self, headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-        return cors_headers(self.settings.cors_origins, self.settings.cors_credentials, headers)
-
     def _check_query(self, query: Mapping[str, str], *, websocket: bool) -> HttpReply | None:
         if query.get("EIO") != "4":
             return _error(5, "Unsupported protocol version")
@@ -354,7 +326,7 @@ class EngineIOServer:
         read_body: Callable[[], Awaitable[bytes]],
         remote: str | None,
     ) -> HttpReply:
-        """Answer one long-polling request (the caller adds `cors_headers`)."""
+        """Answer one long-polling request (CORS headers are the HTTP route's business)."""
         if method == "OPTIONS":
             return HttpReply(204, "")  # the preflight: the route adds the CORS headers
         problem = self._check_query(query, websocket=False)

@@ -118,8 +118,6 @@ class Engine:
                 ping_timeout=socketio.ping_timeout,
                 max_payload=socketio.max_payload,
                 max_buffer=config.clients.inbox_bytes,
-                cors_origins=config.server.cors_origins,
-                cors_credentials=config.server.cors_credentials,
             ),
             SocketIOServer(namespaces),
         )

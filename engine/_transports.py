@@ -173,10 +173,6 @@ async def quart_engineio_polling(server: object) -> Response:
     response = Response(reply.body, status=reply.status, content_type=reply.content_type)
     for name, value in reply.headers:
         response.headers[name] = value
-    if not response.headers.get("Access-Control-Allow-Origin"):
-        # Outside the gateway's blueprint (the conformance app) nobody else adds them.
-        for name, value in server.cors_headers(headers):
-            response.headers[name] = value
     return response
 
 
