@@ -1060,6 +1060,11 @@ SECRET_SPELLINGS = [
     "jpegThumbnail",
     "mediaKey",
     "messageSecret",
+    "password",
+    "secret",
+    "client_secret",
+    "refreshToken",
+    "Authorization",
 ]
 SENTINEL = "§leak§"
 SECRET_NAMES = {key.lower().replace("_", "").replace("-", "") for key in SECRET_SPELLINGS}
