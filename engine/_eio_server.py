@@ -69,6 +69,8 @@ class WebSocketTransport(Protocol):
     @property
     def buffered(self) -> int: ...
 
+    def set_on_drained(self, callback: Callable[[], None] | None) -> None: ...
+
     async def receive(self) -> str | bytes:
         """The next message; raises TransportClosed when the client is gone."""
         ...
@@ -83,6 +85,7 @@ class EngineIOSettings:
     max_payload: int = 1_000_000
     upgrade_timeout: float = 10.0
     max_buffer: int = 4 * 1024 * 1024
+    max_frames: int = 1024
 
 
 @attrs.frozen
@@ -130,6 +133,10 @@ class EngineConnection:
         self._poll_wakeup = trio.Event()
         self._rearm = trio.Event()
         self._queued = 0  # characters waiting for the next GET
+        self._queued_frames = 0
+        #: Called when the transport has written out a backlog (the layer above may send its
+        #: held frames): after a GET took the queue, or when the websocket's writer caught up.
+        self.drain_listeners: list[Callable[[], None]] = []
         self._reported = False
         self._ws_scope: trio.CancelScope | None = None
         self._drained = trio.Event()  # a closed polling session's last GET was answered
@@ -142,6 +149,26 @@ class EngineConnection:
     def transport(self) -> str:
         return self.session.transport
 
+    @property
+    def backlog(self) -> int:
+        """What was sent and not yet written out to the client (0 when it keeps up)."""
+        if self.ws is not None and self.session.transport == "websocket":
+            return self.ws.buffered
+        return self._queued
+
+    def _attach_websocket(self, transport: WebSocketTransport) -> None:
+        self.ws = transport
+        self._queued = self._queued_frames = 0
+        transport.set_on_drained(self._notify_drained)
+
+    def _polled(self) -> None:
+        self._queued = self._queued_frames = 0
+        self._notify_drained()
+
+    def _notify_drained(self) -> None:
+        for listener in tuple(self.drain_listeners):
+            listener()
+
     # -- sending (never blocks) ------------------------------------------------------------
 
     def send(self, data: str | bytes) -> bool:
@@ -153,10 +180,11 @@ class EngineConnection:
             if isinstance(data, bytes):
                 return self.ws.send_bytes_nowait(data)
             return self.ws.send_text_nowait("4" + data)
-        if self._queued + len(data) > self.server.settings.max_buffer:
+        if not self._fits(len(data)):
             return False
         self.session.send(data)
         self._queued += len(data)
+        self._queued_frames += 1
         self._poll_wakeup.set()
         return True
 
@@ -167,12 +195,19 @@ class EngineConnection:
         if self.ws is not None and self.session.transport == "websocket":
             self._write_control()
             return self.ws.send_frame_nowait(frame)
-        if self._queued + len(frame.text) > self.server.settings.max_buffer:
+        if not self._fits(len(frame.text)):
             return False
         self.session.send_frame(frame.text)
         self._queued += len(frame.text)
+        self._queued_frames += 1
         self._poll_wakeup.set()
         return True
+
+    def _fits(self, size: int) -> bool:
+        settings = self.server.settings
+        return (
+            self._queued + size <= settings.max_buffer and self._queued_frames < settings.max_frames
+        )
 
     def flush(self) -> None:
         """Hand what the session queued (pings, the handshake, a farewell) to the transport."""
@@ -361,7 +396,7 @@ class EngineIOServer:
             await connection.wait_poll_ready()
             body = session.end_poll()
             answered = True
-            connection._queued = 0
+            connection._polled()
             if session.closed:
                 connection._finish(session.closed_reason or "forced close")
                 connection._drained.set()
@@ -409,7 +444,7 @@ class EngineIOServer:
         if sid is None:
             transport = await accept()
             connection = self._new_session("websocket", RequestInfo(headers, query, remote))
-            connection.ws = transport
+            connection._attach_websocket(transport)
             connection.flush()
             await self.handler.opened(connection)
             await self._serve_websocket(connection, transport)
@@ -450,8 +485,7 @@ class EngineIOServer:
                     if isinstance(answer, str):
                         transport.send_text_nowait(answer)
                 if any(isinstance(e, EngineUpgraded) for e in events):
-                    connection.ws = transport
-                    connection._queued = 0
+                    connection._attach_websocket(transport)
                     await connection._handle(events)
                     return True
                 connection.flush()  # a waiting GET is released with noop

@@ -118,6 +118,7 @@ class Engine:
                 ping_timeout=socketio.ping_timeout,
                 max_payload=socketio.max_payload,
                 max_buffer=config.clients.inbox_bytes,
+                max_frames=config.clients.inbox_frames,
             ),
             SocketIOServer(namespaces),
         )

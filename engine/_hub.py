@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -113,10 +113,18 @@ class Subscriber(Protocol):
         """Whether the subscriber joined `room` (an unscoped room name)."""
         ...
 
-    def deliver(self, frame: OutFrame, *, durable: bool, seq: int | None = None) -> None:
+    def deliver(
+        self,
+        frame: OutFrame,
+        *,
+        durable: bool,
+        seq: int | None = None,
+        coalesce: Hashable | None = None,
+    ) -> None:
         """Send or queue the frame now; never blocks, never raises for a slow client.
 
-        `seq` is the event's log position (None for ephemeral events and custom publishes).
+        `seq` is the event's log position (None for ephemeral events and custom publishes);
+        `coalesce` the latest-wins key of an ephemeral frame (see `Outbox`), None if it has none.
         """
         ...
 
@@ -230,6 +238,7 @@ class Hub:
         started = time.perf_counter()
         rendered: dict[Format, Frames] = {}
         durable = stored.event.durable
+        key = None if durable else stored.event.coalesce_key()
         delivered = 0
         # A copy: delivering may detach a subscriber (a slow client is kicked).
         for subscriber in tuple(subscribers.values()):
@@ -239,9 +248,11 @@ class Hub:
                 render_started = time.perf_counter()
                 frames = rendered[fmt] = fmt.render(stored, self._epoch(), self._render_one)
                 self._render_seconds += time.perf_counter() - render_started
-            for rendition, frame in frames:
+            for index, (rendition, frame) in enumerate(frames):
                 if subscriber.wants(stored, rendition):
-                    subscriber.deliver(frame, durable=durable, seq=stored.seq)
+                    # One event may render to several frames: each keeps its own latest value.
+                    coalesce = (key, index) if key is not None else None
+                    subscriber.deliver(frame, durable=durable, seq=stored.seq, coalesce=coalesce)
                     delivered += 1
         self._delivered += delivered
         if self._on_delivered is not None:

@@ -149,6 +149,8 @@ class ListenerConfig:
     max_message_size: int = attrs.field(default=1_000_000, validator=_positive)
     #: Outgoing bytes queued per websocket before `send_nowait` refuses more.
     max_buffer: int = attrs.field(default=4 * 1024 * 1024, validator=_positive)
+    #: Outgoing frames queued per websocket before `send_nowait` refuses more.
+    max_queued_frames: int = attrs.field(default=1024, validator=_positive)
     #: After cancellation: time for Hypercorn's connections (and native closes) to finish.
     graceful_timeout: float = attrs.field(default=5.0, validator=_non_negative)
     #: Longest a websocket close (flush, close reply) or a refused request may take.
@@ -448,6 +450,7 @@ class _Server:
                 trailing,
                 nursery,
                 max_buffer=config.max_buffer,
+                max_frames=config.max_queued_frames,
                 max_message_size=config.max_message_size,
                 close_timeout=config.close_timeout,
             )

@@ -56,6 +56,11 @@ class Metrics:
         self.drops = Counter(
             "omnirelay_queue_drops", "Ephemeral frames dropped for a full connection", registry=r
         )
+        self.coalesced = Counter(
+            "omnirelay_ephemeral_coalesced",
+            "Ephemeral updates replaced by a newer one of the same key for a client behind",
+            registry=r,
+        )
         self.slow_kicks = Counter(
             "omnirelay_slow_consumer_disconnects", "Clients disconnected as too slow", registry=r
         )

@@ -36,6 +36,8 @@ from wsproto.events import (
 from ._frames import OutFrame
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from wsproto.connection import Connection
     from wsproto.handshake import H11Handshake
 
@@ -88,6 +90,7 @@ class NativeWebSocket:
         "_drained",
         "_handshake",
         "_max_buffer",
+        "_max_frames",
         "_max_message",
         "_nursery",
         "_queue",
@@ -98,6 +101,7 @@ class NativeWebSocket:
         "_tsock",
         "_writer_running",
         "head",
+        "on_drained",
     )
 
     def __init__(
@@ -110,6 +114,7 @@ class NativeWebSocket:
         nursery: trio.Nursery,
         *,
         max_buffer: int,
+        max_frames: int,
         max_message_size: int,
         close_timeout: float,
     ) -> None:
@@ -120,6 +125,7 @@ class NativeWebSocket:
         self._trailing = trailing  # bytes the client sent after the request head
         self._nursery = nursery  # where the writer task starts when the kernel buffer is full
         self._max_buffer = max_buffer
+        self._max_frames = max_frames
         self._max_message = max_message_size
         self._close_timeout = close_timeout
         self._conn: Connection | None = None
@@ -132,6 +138,8 @@ class NativeWebSocket:
         self._reading = False
         self._close_code = 1006
         self._close_reason = ""
+        #: Called (from the writer task) when a backlog has been written out; may send again.
+        self.on_drained: Callable[[], None] | None = None
 
     # -- handshake ---------------------------------------------------------------------------
 
@@ -195,8 +203,9 @@ class NativeWebSocket:
     def send_nowait(self, frame: bytes) -> bool:
         """Write one complete pre-built frame now, or queue it behind earlier ones; never blocks.
 
-        Returns False, queueing nothing, when the queued bytes would exceed `max_buffer` (the
-        caller applies its slow-consumer policy, usually ``close(4008)``), when the websocket is
+        Returns False, queueing nothing, when the queued bytes would exceed `max_buffer` or
+        the queue already holds `max_frames` frames (the caller applies its slow-consumer
+        policy, usually ``close(4008)``), when the websocket is
         closing or closed, or when the connection turns out to be broken. Raises `RuntimeError`
         before `accept()`.
         """
@@ -204,10 +213,11 @@ class NativeWebSocket:
             if self._state == _CONNECTING:
                 raise RuntimeError("send_nowait() before accept()")
             return False
-        if self._queue:
-            if self._buffered + len(frame) > self._max_buffer:
+        queue = self._queue
+        if queue:
+            if self._buffered + len(frame) > self._max_buffer or len(queue) >= self._max_frames:
                 return False
-            self._queue.append(frame)
+            queue.append(frame)
             self._buffered += len(frame)
             return True
         return self._send_now(frame)
@@ -266,6 +276,8 @@ class NativeWebSocket:
             self._writer_running = False
             if self._drained is not None:
                 self._drained.set()
+        if self._state == _OPEN and not self._queue and self.on_drained is not None:
+            self.on_drained()
 
     def _flush(self) -> None:
         queue = self._queue

@@ -92,6 +92,7 @@ async def serve(
             request_head_timeout=config.server.request_head_timeout,
             max_message_size=config.websocket.max_message_size,
             max_buffer=config.clients.inbox_bytes,
+            max_queued_frames=config.clients.inbox_frames,
             graceful_timeout=config.server.graceful_timeout,
         )
 

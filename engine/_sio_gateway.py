@@ -13,13 +13,15 @@ Each configured namespace (`socketio.namespaces`) is served by a `GatewayNamespa
   `{ok: true, room}` or `{ok: false, error: {code, message}}`. Rooms are kept per socket, so
   they are tenant-scoped by construction; an event addressed to several rooms reaches a socket
   once.
-* Slow consumers: a durable frame that does not fit the socket's buffer drops its transport
-  (the client reconnects by itself); an ephemeral one is dropped and counted.
+* Slow consumers (`Outbox`): a durable frame that does not fit the socket's buffer drops its
+  transport (the client reconnects by itself and recovers); ephemeral updates are coalesced
+  latest-wins while the client is behind, and dropped (counted) only when even that overflows.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -34,6 +36,7 @@ from ._connections import ConnectionLimitExceeded
 from ._frames import OutFrame
 from ._hub import SocketIOFormat
 from ._limits import RateLimiter
+from ._outbox import Outbox
 from ._resume import LiveGate, check_resume, replay
 from ._sio_server import Ack, ConnectRefused, Socket
 from ._store import StoredEvent
@@ -56,6 +59,7 @@ class SocketSubscriber:
         "format",
         "gate",
         "metrics",
+        "outbox",
         "rooms",
         "scope",
         "socket",
@@ -74,6 +78,14 @@ class SocketSubscriber:
         self.metrics = engine.metrics
         self.gate = LiveGate()
         self.first_live_seq: int | None = None
+        connection = socket.engine
+        self.outbox = Outbox(
+            send=socket.send_frame,
+            backlog=lambda: connection.backlog,
+            overflow=socket.close_transport,
+            metrics=engine.metrics,
+            max_held=engine.config.clients.inbox_frames,
+        )
 
     def wants(self, stored: StoredEvent, rendition: Rendition) -> bool:
         if self.scope == "tenant" or not rendition.rooms:
@@ -83,20 +95,21 @@ class SocketSubscriber:
     def in_room(self, room: str) -> bool:
         return room in self.rooms
 
-    def deliver(self, frame: OutFrame, *, durable: bool, seq: int | None = None) -> None:
+    def deliver(
+        self,
+        frame: OutFrame,
+        *,
+        durable: bool,
+        seq: int | None = None,
+        coalesce: Hashable | None = None,
+    ) -> None:
         if seq is not None and self.first_live_seq is None:
             self.first_live_seq = seq
         if self.gate.hold(frame, seq):
             return
-        if self.socket.send_frame(frame):
-            return
-        if durable:
-            # Nothing durable is dropped silently: the transport is dropped, the client
-            # reconnects by itself and reloads what it missed.
-            self.metrics.slow_kicks.inc()
-            self.socket.close_transport()
-        else:
-            self.metrics.drops.inc()
+        # Nothing durable is dropped silently: on overflow the transport is dropped, and the
+        # client reconnects by itself and recovers what it missed.
+        self.outbox.put(frame, durable=durable, coalesce=coalesce)
 
 
 def _error(code: str, message: str) -> dict[str, Any]:
@@ -155,6 +168,7 @@ class GatewayNamespace:
             subscriber=subscriber, connection=connection, principal=principal, limiter=limiter
         )
         engine.hub.attach(subscriber)
+        socket.engine.drain_listeners.append(subscriber.outbox.flush)
         engine.metrics.connection_opened(TRANSPORT_LABEL)
         if recovery is not None:
             rooms, after = recovery
@@ -276,5 +290,8 @@ class GatewayNamespace:
         if subscriber is None or connection is None:
             return
         self.engine.hub.detach(subscriber)
+        listeners = socket.engine.drain_listeners
+        if subscriber.outbox.flush in listeners:
+            listeners.remove(subscriber.outbox.flush)
         self.engine.connections.close(connection)
         self.engine.metrics.connection_closed(TRANSPORT_LABEL)

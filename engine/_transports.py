@@ -55,6 +55,9 @@ class NativeTransport:
     def buffered(self) -> int:
         return self.ws.buffered
 
+    def set_on_drained(self, callback: Callable[[], None] | None) -> None:
+        self.ws.on_drained = callback
+
     async def receive(self) -> str | bytes:
         try:
             return await self.ws.receive()
@@ -79,10 +82,14 @@ class QuartWebSocketTransport:
         self._bytes = 0
         self._wake = trio.Event()
         self._closed = False
+        self._on_drained: Callable[[], None] | None = None
 
     @property
     def buffered(self) -> int:
         return self._bytes
+
+    def set_on_drained(self, callback: Callable[[], None] | None) -> None:
+        self._on_drained = callback
 
     def _put(self, item: str | bytes) -> bool:
         if self._closed:
@@ -111,6 +118,8 @@ class QuartWebSocketTransport:
                 item = self._queue.popleft()
                 self._bytes -= len(item)
                 await websocket.send(item)
+            if self._on_drained is not None:
+                self._on_drained()
 
     async def receive(self) -> str | bytes:
         try:

@@ -15,6 +15,7 @@ the operator (reconnect), 4008 too slow: durable events would overflow the conne
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Hashable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -38,6 +39,7 @@ from ._frames import OutFrame
 from ._hub import EnvelopeFormat, filter_values
 from ._limits import RateLimiter
 from ._metrics import Metrics
+from ._outbox import Outbox
 from ._resume import LiveGate, check_resume, replay
 from ._store import StoredEvent
 from ._transports import TransportClosed
@@ -74,6 +76,15 @@ class MessageTransport(Protocol):
         """Write or queue a frame now; False if the connection's buffer is full."""
         ...
 
+    @property
+    def buffered(self) -> int:
+        """Bytes queued and not yet written (0 when the client keeps up)."""
+        ...
+
+    def set_on_drained(self, callback: Callable[[], None] | None) -> None:
+        """Call `callback` each time the queue empties after a backlog (from the writer)."""
+        ...
+
     async def receive(self) -> str | bytes:
         """The next complete message; TransportClosed when the client is gone."""
         ...
@@ -98,6 +109,7 @@ class EnvelopeSubscriber:
         "format",
         "gate",
         "metrics",
+        "outbox",
         "tenant_id",
         "transport",
     )
@@ -111,6 +123,7 @@ class EnvelopeSubscriber:
         transport: MessageTransport,
         scope: trio.CancelScope,
         metrics: Metrics,
+        max_held: int,
     ) -> None:
         self.tenant_id = tenant_id
         self.connection_id = connection_id
@@ -123,6 +136,13 @@ class EnvelopeSubscriber:
         self.close_code: int | None = None
         self.close_reason = ""
         self._scope = scope
+        self.outbox = Outbox(
+            send=transport.send_frame_nowait,
+            backlog=lambda: transport.buffered,
+            overflow=lambda: self.kick(CLOSE_SLOW, "slow consumer: too many events queued"),
+            metrics=metrics,
+            max_held=max_held,
+        )
 
     def wants(self, stored: StoredEvent, rendition: Rendition) -> bool:
         if not self.filters:
@@ -133,22 +153,23 @@ class EnvelopeSubscriber:
     def in_room(self, room: str) -> bool:
         return False
 
-    def deliver(self, frame: OutFrame, *, durable: bool, seq: int | None = None) -> None:
+    def deliver(
+        self,
+        frame: OutFrame,
+        *,
+        durable: bool,
+        seq: int | None = None,
+        coalesce: Hashable | None = None,
+    ) -> None:
         if self.close_code is not None:
             return
         if seq is not None and self.first_live_seq is None:
             self.first_live_seq = seq
         if self.gate.hold(frame, seq):
             return
-        if self.transport.send_frame_nowait(frame):
-            return
-        if durable:
-            # Nothing durable is dropped silently: the client is told it was too slow and
-            # resumes from the last seq it saw.
-            self.metrics.slow_kicks.inc()
-            self.kick(CLOSE_SLOW, "slow consumer: too many events queued")
-        else:
-            self.metrics.drops.inc()
+        # Nothing durable is dropped silently: on overflow the client is closed with 4008 and
+        # resumes from the last seq it saw.
+        self.outbox.put(frame, durable=durable, coalesce=coalesce)
 
     def kick(self, code: int, reason: str) -> None:
         """End the connection from any task: its own task closes it with this code."""
@@ -217,7 +238,9 @@ class EnvelopeConnection:
             transport=transport,
             scope=self.scope,
             metrics=engine.metrics,
+            max_held=engine.config.clients.inbox_frames,
         )
+        transport.set_on_drained(subscriber.outbox.flush)
         if self._pending_kick is not None:
             subscriber.close_code, subscriber.close_reason = self._pending_kick
         engine.hub.attach(subscriber)
@@ -233,6 +256,7 @@ class EnvelopeConnection:
                 )
                 await _read_actions(engine, transport, subscriber, self.connection.details, limiter)
         finally:
+            transport.set_on_drained(None)
             engine.hub.detach(subscriber)
             engine.connections.close(self.connection)
             engine.metrics.connection_closed(self.transport_name)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import trio
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
 from omnirelay.engine._config import ServerConfig
+from omnirelay.engine._ws_endpoint import EnvelopeSubscriber
 
 from .conftest import Gateway, WsClient, create_session, gateway_config, incoming, start_gateway
 from .jsclient import NodeClient, require_node
@@ -306,27 +312,21 @@ async def test_recovery_can_be_turned_off_per_namespace(tmp_path: Path) -> None:
         nursery.cancel_scope.cancel()
 
 
-async def test_a_client_that_stops_reading_is_dropped_as_slow_and_resumes_with_everything(
-    tmp_path: Path,
-) -> None:
-    import json
-    import socket
+class StalledClient:
+    """A raw `/ws` client that completes the handshake, then reads only when told to.
 
-    from wsproto import ConnectionType, WSConnection
-    from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
+    Its small receive buffer, set before connecting, keeps the TCP window small, so the
+    kernel cannot absorb what the client does not read: the gateway's own buffer fills.
+    """
 
-    from omnirelay.engine._config import ClientConfig
+    def __init__(self, stream: trio.SocketStream, ws: WSConnection) -> None:
+        self.stream = stream
+        self.ws = ws
+        self.close_code: int | None = None
+        self._partial: list[str] = []
 
-    total = 10_000
-    config = gateway_config(tmp_path, clients=ClientConfig(inbox_bytes=64 * 1024))
-    async with trio.open_nursery() as nursery:
-        gw = await start_gateway(nursery, config)
-        await create_session(gw, "acme", "wa-1")
-        token = gw.token("acme")
-
-        # The slow client: a raw websocket that completes the handshake, then stops reading.
-        # A small receive buffer set before connecting keeps the TCP window small, so the
-        # kernel cannot absorb what the client does not read.
+    @classmethod
+    async def connect(cls, gw: Gateway, token: str) -> StalledClient:
         raw = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         await raw.connect((gw.host, gw.port))
@@ -337,7 +337,110 @@ async def test_a_client_that_stops_reading_is_dropped_as_slow_and_resumes_with_e
         )
         while not any(isinstance(e, AcceptConnection) for e in ws.events()):
             ws.receive_data(await stream.receive_some(65536))
+        return cls(stream, ws)
 
+    async def read(self, done: Callable[[list[dict[str, Any]]], bool]) -> list[dict[str, Any]]:
+        """Read envelopes until `done(envelopes)` or the connection closes."""
+        envelopes: list[dict[str, Any]] = []
+        with trio.fail_after(20):
+            while self.close_code is None and not done(envelopes):
+                data = await self.stream.receive_some(65536)
+                if not data:
+                    break
+                self.ws.receive_data(data)
+                for event in self.ws.events():
+                    if isinstance(event, TextMessage):
+                        self._partial.append(event.data)
+                        if event.message_finished:
+                            envelopes.append(json.loads("".join(self._partial)))
+                            self._partial.clear()
+                    elif isinstance(event, CloseConnection):
+                        self.close_code = event.code
+        return envelopes
+
+
+async def test_a_client_that_falls_behind_gets_the_latest_presence_per_chat(
+    tmp_path: Path,
+) -> None:
+    from omnirelay.protocol import ChatKind, ChatRef, Party, PresenceState, PresenceUpdated
+
+    from .conftest import T0
+
+    async with trio.open_nursery() as nursery:
+        gw = await start_gateway(nursery, gateway_config(tmp_path))
+        await create_session(gw, "acme", "wa-1")
+        token = gw.token("acme")
+        client = await StalledClient.connect(gw, token)
+        for _ in range(500):  # the gateway attaches it just after the handshake
+            if subscribers := gw.engine.hub.subscribers("acme"):
+                break
+            await trio.sleep(0.01)
+        [subscriber] = subscribers
+        assert isinstance(subscriber, EnvelopeSubscriber)
+
+        # Durable messages until the gateway holds a backlog for the client that does not read.
+        messages = 0
+        while subscriber.transport.buffered == 0:
+            await gw.scripted.feed("wa-1", incoming(chat="111@c.us", text="m" * 8000))
+            messages += 1
+            assert messages < 2000, "the kernel absorbed everything"
+
+        chats = [f"7707985633{n}@c.us" for n in range(3)]
+        states = [PresenceState.TYPING, PresenceState.ONLINE, PresenceState.OFFLINE]
+        final: dict[int, str] = {}
+        fed = 0
+        for round_ in range(30):
+            for n, chat in enumerate(chats):
+                state = states[(round_ + n) % 3]
+                event = PresenceUpdated(
+                    provider="scripted",
+                    occurred_at=T0,
+                    chat=ChatRef(id=chat, kind=ChatKind.DIRECT),
+                    participant=Party(id=chat, phone=chat.split("@")[0], name=f"Cliente {n}"),
+                    state=state,
+                )
+                await gw.scripted.feed("wa-1", event)
+                final[int(chat.split("@")[0])] = state
+                fed += 1
+        await gw.scripted.feed("wa-1", incoming(chat="111@c.us", text="after the presence"))
+
+        def has_last(envelopes: list[dict[str, Any]]) -> bool:
+            return bool(envelopes) and envelopes[-1]["data"].get("text") == "after the presence"
+
+        envelopes = await client.read(has_last)
+        assert client.close_code is None  # coalescing kept it within its buffer
+        names = {"user_typing": "typing", "user_online": "online", "user_offline": "offline"}
+        presence = [e for e in envelopes if e["event"] in names]
+        durable = [seq_of(e) for e in envelopes if "seq" in e]
+        assert durable == list(range(1, len(durable) + 1))  # chat.created, messages, the last
+        assert len(durable) == messages + 2
+        # Each chat's last update is its current state; most intermediate ones were replaced.
+        last = {e["data"]["user_id"]: names[e["event"]] for e in presence}
+        assert last == final
+        assert len(presence) < fed // 3
+        # Held updates went out before the message that followed them.
+        assert envelopes.index(presence[-1]) < len(envelopes) - 1
+        async with gw.http() as http:
+            metrics = (await http.get("/metrics")).text
+        assert "omnirelay_ephemeral_coalesced_total 0.0" not in metrics
+        assert "omnirelay_queue_drops_total 0.0" in metrics
+        await client.stream.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_client_that_stops_reading_is_dropped_as_slow_and_resumes_with_everything(
+    tmp_path: Path,
+) -> None:
+    from omnirelay.engine._config import ClientConfig
+
+    total = 10_000
+    config = gateway_config(tmp_path, clients=ClientConfig(inbox_bytes=64 * 1024))
+    async with trio.open_nursery() as nursery:
+        gw = await start_gateway(nursery, config)
+        await create_session(gw, "acme", "wa-1")
+        token = gw.token("acme")
+
+        slow = await StalledClient.connect(gw, token)
         healthy = await WsClient.connect(gw.ws_url(token=token))
         received: list[int] = []
 
@@ -362,28 +465,10 @@ async def test_a_client_that_stops_reading_is_dropped_as_slow_and_resumes_with_e
         assert received == sorted(received)
 
         # The slow client now reads what reached it: some events, then close 4008.
-        seen: list[int] = []
-        close_code = None
-        partial: list[str] = []
-        with trio.fail_after(20):
-            while close_code is None:
-                data = await stream.receive_some(65536)
-                if not data:
-                    break
-                ws.receive_data(data)
-                for event in ws.events():
-                    if isinstance(event, TextMessage):
-                        partial.append(event.data)
-                        if event.message_finished:
-                            envelope = json.loads("".join(partial))
-                            partial.clear()
-                            if "seq" in envelope:
-                                seen.append(seq_of(envelope))
-                    elif isinstance(event, CloseConnection):
-                        close_code = event.code
-        assert close_code == 4008
+        seen = [seq_of(e) for e in await slow.read(lambda _: False) if "seq" in e]
+        assert slow.close_code == 4008
         assert 0 < len(seen) < total * 2  # far from everything
-        await stream.aclose()
+        await slow.stream.aclose()
 
         # It resumes from the last event it saw and ends up with every event, once.
         epoch = gw.engine.store.epoch

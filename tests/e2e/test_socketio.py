@@ -452,16 +452,35 @@ async def test_a_polling_client_that_stops_polling_is_dropped_not_waited_for(
 
         async with gw.http() as http:
             qr_sid = await stalled_client(http)
-            for attempt in range(1, 41):  # ephemeral only: dropped when full, the client stays
+            for attempt in range(1, 41):  # ephemeral with a key: coalesced while it is behind
                 qr = SessionQR(
-                    provider="scripted", occurred_at=T0, qr="2@" + "q" * 200, attempt=attempt
+                    provider="scripted", occurred_at=T0, qr=f"2@{attempt:03}" + "q" * 200
                 )
                 await gw.scripted.feed("wa-1", qr)
+            # The first went out before any backlog; the next 38 were replaced by the 40th,
+            # which goes out once that poll took the queue: the client catches up on the latest.
+            first = await http.get(f"/socket.io/?EIO=4&transport=polling&sid={qr_sid}")
+            assert first.text.count("whatsapp:qr-updated") == 1
+            assert "2@001" in first.text
+            latest = await http.get(f"/socket.io/?EIO=4&transport=polling&sid={qr_sid}")
+            assert latest.text.count("whatsapp:qr-updated") == 1
+            assert "2@040" in latest.text
+            metrics = (await http.get("/metrics")).text
+            assert "omnirelay_ephemeral_coalesced_total 38.0" in metrics
+            assert "omnirelay_queue_drops_total 0.0" in metrics
+
+            # Ephemeral without a key (a custom publish) that does not fit: dropped, counted;
+            # the client stays connected.
+            async with gw.http("acme") as api:
+                delivered = 0
+                for n in range(40):
+                    body = {"event": "news", "data": f"{n:03} " + "n" * 200}
+                    delivered += (await api.post("/api/publish", json=body)).json()["delivered"]
+            assert delivered == 40  # handed to the connection: it applies its own policy
             still = await http.get(f"/socket.io/?EIO=4&transport=polling&sid={qr_sid}")
             assert still.status_code == 200
-            assert still.text.count("whatsapp:qr-updated") < 40
+            assert 0 < still.text.count('"news"') < 40
             metrics = (await http.get("/metrics")).text
-            assert "omnirelay_queue_drops_total" in metrics
             assert "omnirelay_queue_drops_total 0.0" not in metrics
 
             durable_sid = await stalled_client(http)

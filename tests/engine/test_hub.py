@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from datetime import UTC, datetime
 
 import attrs
@@ -67,6 +68,7 @@ class Recorder:
     connection_id: str = "c"
     rooms: frozenset[str] = frozenset()
     frames: list[OutFrame] = attrs.field(factory=list)
+    keys: list[Hashable | None] = attrs.field(factory=list)
 
     def wants(self, stored: StoredEvent, rendition: Rendition) -> bool:
         return True
@@ -74,8 +76,16 @@ class Recorder:
     def in_room(self, room: str) -> bool:
         return room in self.rooms
 
-    def deliver(self, frame: OutFrame, *, durable: bool, seq: int | None = None) -> None:
+    def deliver(
+        self,
+        frame: OutFrame,
+        *,
+        durable: bool,
+        seq: int | None = None,
+        coalesce: Hashable | None = None,
+    ) -> None:
         self.frames.append(frame)
+        self.keys.append(coalesce)
 
 
 def envelope() -> EnvelopeFormat:

@@ -529,6 +529,46 @@ async def test_slow_consumer_is_refused_without_blocking_and_others_keep_receivi
         await ws_call(fast.close)
 
 
+async def test_the_queue_is_bounded_in_frames_too_and_says_when_it_drained() -> None:
+    send_registered, registered = trio.open_memory_channel[NativeWebSocket](1)
+
+    async def handler(ws: NativeWebSocket) -> None:
+        await ws.accept()
+        await send_registered.send(ws)
+        while True:
+            await ws.receive()
+
+    config = ListenerConfig(
+        websocket_paths={"/ws": handler}, max_buffer=64 * 1024 * 1024, max_queued_frames=50
+    )
+    async with running(config) as address, await raw_upgrade(address) as slow:
+        slow_ws = await registered.receive()
+        drained = trio.Event()
+        slow_ws.on_drained = drained.set
+        big = ws_binary_frame(b"s" * 16384)
+        sent_big = 0
+        while slow_ws.buffered == 0:  # fill the kernel's buffers until our queue starts
+            assert slow_ws.send_nowait(big)
+            sent_big += 1
+            assert sent_big < 100_000, "the kernel never pushed back"
+        small = ws_binary_frame(b"x")
+        accepted = 0
+        while slow_ws.send_nowait(small):
+            accepted += 1
+            assert accepted < 1000, "the frame count was not enforced"
+        # Refused by count long before the 64 MiB byte bound.
+        assert 0 < accepted < 50
+        assert slow_ws.buffered < 1024 * 1024
+        assert not drained.is_set()
+
+        expected = big * sent_big + small * accepted
+        assert await read_exactly(slow, len(expected)) == expected
+        with trio.fail_after(2):
+            await drained.wait()
+        assert slow_ws.buffered == 0
+        assert slow_ws.send_nowait(small)
+
+
 async def test_closing_a_slow_consumer_is_bounded_by_the_close_timeout() -> None:
     send_registered, registered = trio.open_memory_channel[NativeWebSocket](1)
 
