@@ -34,6 +34,7 @@ from ._config import Config, load_config
 from ._connections import ConnectionLimitExceeded
 from ._engine import Engine, SessionError, open_engine
 from ._hub import Target
+from ._inbound import InboundRequest, handle_inbound
 from ._metrics import CONTENT_TYPE
 from ._provider import TestConnection
 from ._store import MessageView, StoreError
@@ -83,7 +84,14 @@ _HTTP_CODES = {
 
 def _http_error(error: HTTPException) -> Response:
     status = error.code or 500
-    return error_response(status, _HTTP_CODES.get(status, "http_error"), error.description or "")
+    response = error_response(
+        status, _HTTP_CODES.get(status, "http_error"), error.description or ""
+    )
+    if status == 413:
+        # The body was not read: the connection cannot carry another request (Hypercorn would
+        # wait for the app to take the rest, the client for an answer to its next request).
+        response.headers["Connection"] = "close"
+    return response
 
 
 def cors_headers(
@@ -281,6 +289,24 @@ def create_blueprint(
         if current is None:
             return error_response(503, "not_ready", "the gateway is starting or stopping")
         return Response(current.metrics.render(), content_type=CONTENT_TYPE)
+
+    # -- provider webhooks (engine/_inbound.py) -----------------------------------------------
+
+    @bp.route("/hooks/<provider>/<session_id>", methods=["GET", "POST"])
+    async def provider_webhook(provider: str, session_id: str) -> Response:
+        gateway = engine()
+        body = await request.get_data(cache=False, as_text=False)
+        inbound = InboundRequest(
+            method=request.method,
+            headers={k.lower(): v for k, v in request.headers.items()},
+            query=request.args.to_dict(),
+            body=body.encode() if isinstance(body, str) else body,
+        )
+        reply = await handle_inbound(gateway, provider, session_id, inbound)
+        response = Response(reply.encoded(), status=reply.status, content_type=reply.content_type)
+        for name, value in reply.headers.items():
+            response.headers[name] = value
+        return response
 
     # -- sessions ----------------------------------------------------------------------------
 

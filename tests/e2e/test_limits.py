@@ -101,6 +101,13 @@ async def test_oversize_payloads_are_refused(tmp_path: Path) -> None:
             publish = await http.post("/api/publish", json={"event": "big", "data": "x" * 2000})
             assert publish.status_code == 413
             assert publish.json()["error"]["code"] == "payload_too_large"
+            # A body far over the limit is refused unread; the client's next request (on a
+            # new connection: the refused one is closed) is answered, not left hanging.
+            huge = await http.post("/api/publish", content=b"x" * 5_000_000)
+            assert huge.status_code == 413
+            assert huge.headers["connection"] == "close"
+            with trio.fail_after(5):
+                assert (await http.get("/api/connections")).status_code == 200
             opened = await http.get("/socket.io/?EIO=4&transport=polling")
             sid = httpx.Response(200, text=opened.text[1:]).json()["sid"]
             post = await http.post(
