@@ -1,7 +1,8 @@
 """omnirelay's Trio runtime: engine, store, hub, transports, server and CLI.
 
-Plugin authors need only `hookimpl`, `Provider`, `SessionContext`, the command classes and
-`StoreError` (what `emit` raises when storage fails);
+Plugin authors need only `hookimpl`, `Provider`, `SessionContext`, the command classes,
+`InboundCall`/`InboundReply`/`InboundRequest` (provider webhooks) and `StoreError` (what `emit`
+raises when storage fails);
 embedding in a Quart-Trio app needs `OmniRelay` and `load_config`.
 """
 
@@ -13,6 +14,9 @@ from ._config import ConfigError as ConfigError
 from ._config import load_config as load_config
 from ._engine import Engine as Engine
 from ._engine import open_engine as open_engine
+from ._inbound import InboundCall as InboundCall
+from ._inbound import InboundReply as InboundReply
+from ._inbound import InboundRequest as InboundRequest
 from ._provider import Command as Command
 from ._provider import CommandResult as CommandResult
 from ._provider import Provider as Provider
@@ -29,6 +33,9 @@ __all__ = [
     "Config",
     "ConfigError",
     "Engine",
+    "InboundCall",
+    "InboundReply",
+    "InboundRequest",
     "OmniRelay",
     "Provider",
     "SendText",

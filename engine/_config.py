@@ -74,6 +74,7 @@ class StorageConfig:
     path: str = "omnirelay.db"
     retention_count: int = attrs.field(default=1_000_000, validator=_positive)
     retention_age: float = attrs.field(default=86_400.0, validator=_positive)
+    busy_timeout: float = attrs.field(default=5.0, validator=_non_negative)
 
 
 @attrs.frozen(kw_only=True)

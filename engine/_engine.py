@@ -358,7 +358,9 @@ async def open_engine(
     def on_commit(events: Sequence[StoredEvent]) -> None:
         engine_box[0].publish_committed(events)
 
-    async with open_sqlite_store(config.storage.path, on_commit=on_commit) as store:
+    async with open_sqlite_store(
+        config.storage.path, on_commit=on_commit, busy_timeout=config.storage.busy_timeout
+    ) as store:
         engine = Engine(
             config,
             store=store,

@@ -32,6 +32,7 @@ from omnirelay.protocol._events import Event
 from omnirelay.protocol._records import SessionRecord
 
 if TYPE_CHECKING:
+    from ._inbound import InboundCall, InboundReply
     from ._store import StoredEvent
 
 __all__ = [
@@ -93,12 +94,15 @@ class Provider:
 
     `run` is the session coroutine. `validate_options` (optional) checks and normalises a
     session's `options` before it is stored: raise ValueError with a sentence naming the option.
+    `webhook` (optional) answers the provider's pushes to `/hooks/{name}/{session_id}`
+    (`omnirelay.engine._inbound`): verify the request, `await call.emit(...)`, return a reply.
     """
 
     name: str
     run: Callable[[SessionContext], Awaitable[None]]
     description: str = ""
     validate_options: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
+    webhook: Callable[[InboundCall], Awaitable[InboundReply]] | None = None
 
 
 Emit = Callable[[SessionRecord, tuple[Event, ...]], Awaitable[list["StoredEvent"]]]

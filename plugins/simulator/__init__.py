@@ -21,6 +21,7 @@ from omnirelay.engine import Provider, hookimpl
 
 from ._company import Company, CompanyStatistics, run
 from ._options import SimulatorOptions, validate_options
+from ._webhook import webhook
 
 __all__ = [
     "PROVIDER",
@@ -30,6 +31,7 @@ __all__ = [
     "omnirelay_providers",
     "run",
     "validate_options",
+    "webhook",
 ]
 
 PROVIDER = Provider(
@@ -37,6 +39,7 @@ PROVIDER = Provider(
     run=run,
     description="A simulated company on one WhatsApp number: chats, groups, statuses, noise.",
     validate_options=validate_options,
+    webhook=webhook,
 )
 
 

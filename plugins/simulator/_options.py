@@ -38,6 +38,7 @@ class SimulatorOptions:
     max_events: int | None = None
     fail_after: int | None = None
     benchmark: bool = False
+    webhook_secret: str | None = attrs.field(default=None, repr=False)
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> SimulatorOptions:
@@ -94,6 +95,12 @@ def _integer_in(low: int, high: int | None) -> _Check:
     return check
 
 
+def _secret(name: str, value: object) -> str:
+    if not isinstance(value, str) or len(value) < 16:
+        raise ValueError(f"simulator option {name!r} must be a string of at least 16 characters")
+    return value
+
+
 def _boolean(name: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"simulator option {name!r} must be true or false, not {value!r}")
@@ -109,7 +116,8 @@ _CHECKS: Mapping[str, _Check] = {
     "max_events": _integer_in(1, None),
     "fail_after": _integer_in(0, None),
     "benchmark": _boolean,
+    "webhook_secret": _secret,
 }
 _FIELD_NAMES = frozenset(attrs.fields_dict(SimulatorOptions))
-_OPTIONAL = frozenset({"seed", "duration", "max_events", "fail_after"})
+_OPTIONAL = frozenset({"seed", "duration", "max_events", "fail_after", "webhook_secret"})
 assert frozenset(_CHECKS) == _FIELD_NAMES

@@ -261,6 +261,49 @@ class WsClient:
         await trio.to_thread.run_sync(lambda: self.connection.__exit__(None, None, None))
 
 
+async def post_oversize(
+    gw: Gateway, path: str, size: int, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """POST a `size`-byte body over a raw socket; the status, headers and body of the answer.
+
+    A raw client because the server answers before it has read the body and then closes: an
+    HTTP client library would be left with a half-sent request (and its warnings).
+    """
+    stream = await trio.open_tcp_stream(gw.host, gw.port)
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {gw.host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {size}\r\n{extra}\r\n"
+    ).encode()
+
+    async def upload() -> None:
+        try:
+            await stream.send_all(head)
+            chunk = b"x" * 65536
+            for _ in range(size // len(chunk)):
+                await stream.send_all(chunk)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the server stopped reading: expected
+
+    raw = b""
+    async with stream, trio.open_nursery() as nursery:
+        nursery.start_soon(upload)
+        with trio.fail_after(10):
+            while b"\r\n\r\n" not in raw:
+                data = await stream.receive_some(65536)
+                assert data, "closed before answering"
+                raw += data
+            top, _, body = raw.partition(b"\r\n\r\n")
+            status_line, *lines = top.decode("latin-1").split("\r\n")
+            answer = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+            while len(body) < int(answer.get("content-length", "0")):
+                data = await stream.receive_some(65536)
+                assert data, "closed before the whole answer"
+                body += data
+        nursery.cancel_scope.cancel()
+    return int(status_line.split()[1]), answer, body
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Each e2e test binds real sockets on 127.0.0.1; mark them so `-m "not e2e"` skips them.
     for item in items:

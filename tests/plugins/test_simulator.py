@@ -472,6 +472,8 @@ async def test_a_command_cut_short_by_the_end_is_still_answered(
         ({"max_events": 0}, "'max_events'"),
         ({"fail_after": -1}, "'fail_after'"),
         ({"benchmark": "yes"}, "'benchmark'"),
+        ({"webhook_secret": "short"}, "'webhook_secret'"),
+        ({"webhook_secret": 1234567890123456789}, "'webhook_secret'"),
         ({"rat": 1.0}, "'rat'"),
         ({"rate": 1.0, "speed": 2}, "'speed'"),
     ],
@@ -490,6 +492,9 @@ def test_good_options_are_normalised() -> None:
         "fail_after": 0,
     }
     assert SimulatorOptions.from_mapping({}) == SimulatorOptions()
+    secret = "s" * 16
+    assert validate_options({"webhook_secret": secret}) == {"webhook_secret": secret}
+    assert secret not in repr(SimulatorOptions.from_mapping({"webhook_secret": secret}))
 
 
 async def test_run_refuses_bad_options_too() -> None:
