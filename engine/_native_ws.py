@@ -231,6 +231,25 @@ class NativeWebSocket:
         """Bytes queued and not yet written to the kernel."""
         return self._buffered
 
+    def discard_queued(self) -> int:
+        """Drop the queued frames not yet started (one partly written is finished, so the
+        framing stays valid); returns how many were dropped.
+
+        For a client closed as too slow: what it has not received it gets again when it
+        resumes, and the close frame then follows right after what the kernel holds instead
+        of behind megabytes it would have to read first.
+        """
+        queue = self._queue
+        if not queue:
+            return 0
+        started = queue[0] if isinstance(queue[0], memoryview) else None
+        dropped = len(queue) - (started is not None)
+        queue.clear()
+        if started is not None:
+            queue.append(started)
+        self._buffered = len(started) if started is not None else 0
+        return dropped
+
     @property
     def closed(self) -> bool:
         """True once closing began (here or by the peer) or the connection dropped."""

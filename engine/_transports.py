@@ -58,6 +58,9 @@ class NativeTransport:
     def set_on_drained(self, callback: Callable[[], None] | None) -> None:
         self.ws.on_drained = callback
 
+    def discard_queued(self) -> None:
+        self.ws.discard_queued()
+
     async def receive(self) -> str | bytes:
         try:
             return await self.ws.receive()
@@ -90,6 +93,10 @@ class QuartWebSocketTransport:
 
     def set_on_drained(self, callback: Callable[[], None] | None) -> None:
         self._on_drained = callback
+
+    def discard_queued(self) -> None:
+        self._queue.clear()
+        self._bytes = 0
 
     def _put(self, item: str | bytes) -> bool:
         if self._closed:

@@ -85,6 +85,10 @@ class MessageTransport(Protocol):
         """Call `callback` each time the queue empties after a backlog (from the writer)."""
         ...
 
+    def discard_queued(self) -> None:
+        """Drop what is queued and not yet started (the client is closed as too slow)."""
+        ...
+
     async def receive(self) -> str | bytes:
         """The next complete message; TransportClosed when the client is gone."""
         ...
@@ -264,6 +268,9 @@ class EnvelopeConnection:
             code, reason = subscriber.close_code, subscriber.close_reason
         else:
             code, reason = CLOSE_NORMAL, ""
+        if code == CLOSE_SLOW:
+            # It resumes from its last seq: the backlog would only delay the close frame.
+            transport.discard_queued()
         with trio.move_on_after(2):
             await transport.close(code, reason)
 

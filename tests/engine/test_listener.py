@@ -569,6 +569,53 @@ async def test_the_queue_is_bounded_in_frames_too_and_says_when_it_drained() -> 
         assert slow_ws.send_nowait(small)
 
 
+async def test_closing_as_slow_drops_the_backlog_but_finishes_the_frame_being_written() -> None:
+    send_registered, registered = trio.open_memory_channel[NativeWebSocket](1)
+
+    async def handler(ws: NativeWebSocket) -> None:
+        await ws.accept()
+        await send_registered.send(ws)
+        while True:
+            await ws.receive()
+
+    config = ListenerConfig(websocket_paths={"/ws": handler}, max_buffer=64 * 1024 * 1024)
+    async with running(config) as address, await raw_upgrade(address) as slow:
+        slow_ws = await registered.receive()
+        payload = b"s" * 16384
+        frame = ws_binary_frame(payload)
+        sent = 0
+        while slow_ws.buffered == 0:  # the kernel is full; from here on frames queue up
+            assert slow_ws.send_nowait(frame)
+            sent += 1
+            assert sent < 100_000, "the kernel never pushed back"
+        for _ in range(100):
+            assert slow_ws.send_nowait(frame)
+        dropped = slow_ws.discard_queued()
+        assert 100 <= dropped <= 101  # all but the frame already started
+        assert slow_ws.buffered < len(frame)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(slow_ws.close, 4008, "slow consumer")
+            client = Connection(ConnectionType.CLIENT)
+            messages, pending, close = 0, b"", None
+            with trio.fail_after(5):
+                while close is None:
+                    data = await slow.receive_some(65536)
+                    assert data, "EOF before the close frame"
+                    client.receive_data(data)
+                    for event in client.events():
+                        if isinstance(event, BytesMessage):
+                            pending += event.data
+                            if event.message_finished:
+                                assert pending == payload  # whole frames only
+                                messages, pending = messages + 1, b""
+                        elif isinstance(event, CloseConnection):
+                            close = event
+                            await slow.send_all(client.send(event.response()))
+        assert close.code == 4008
+        assert messages == sent + 100 - dropped  # the backlog never went out
+
+
 async def test_closing_a_slow_consumer_is_bounded_by_the_close_timeout() -> None:
     send_registered, registered = trio.open_memory_channel[NativeWebSocket](1)
 
