@@ -24,7 +24,7 @@ from typing import Any
 import trio
 
 from omnirelay.engine._schema import Synchronous
-from omnirelay.engine._store import open_sqlite_store
+from omnirelay.engine._sqlite_store import open_sqlite_store
 from omnirelay.protocol._events import (
     ChatKind,
     ChatRef,

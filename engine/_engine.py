@@ -44,7 +44,8 @@ from ._provider import Provider
 from ._sessions import SessionSupervisor
 from ._sio_gateway import GatewayNamespace
 from ._sio_server import SocketIOServer
-from ._store import SessionRow, Store, StoredEvent, StoreError, open_sqlite_store
+from ._sqlite_store import open_sqlite_store
+from ._store import SessionRow, Store, StoredEvent, StoreError
 from ._webhooks import WebhookDispatcher
 
 __all__ = ["Engine", "SessionError", "open_engine"]

@@ -1,7 +1,7 @@
 """What the store's threads run: group-commit batches, ingest transactions, the log codec,
 and the pool of read connections.
 
-Everything here is synchronous and blocking; `_store.SQLiteStore` calls it through
+Everything here is synchronous and blocking; `_sqlite_store.SQLiteStore` calls it through
 `trio.to_thread.run_sync`. A *job* is a function of one connection; the writer thread runs a
 batch of jobs with `run_batch`, inside one transaction. Jobs never commit or roll back
 themselves, and they have no effect outside the database, so a failed batch can be rolled back

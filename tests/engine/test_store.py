@@ -19,14 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from omnirelay.engine import _schema
-from omnirelay.engine._store import (
-    NewWebhookDelivery,
-    SQLiteStore,
-    StoredEvent,
-    StoreError,
-    WebhookPlan,
-    open_sqlite_store,
-)
+from omnirelay.engine._sqlite_store import SQLiteStore, open_sqlite_store
+from omnirelay.engine._store import NewWebhookDelivery, StoredEvent, StoreError, WebhookPlan
 from omnirelay.protocol._envelope import Filter
 from omnirelay.protocol._events import (
     ChatCreated,

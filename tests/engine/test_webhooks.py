@@ -29,7 +29,8 @@ from quart_trio import QuartTrio
 
 from omnirelay.engine._app import ApiError, error_response
 from omnirelay.engine._hub import EnvelopeFormat
-from omnirelay.engine._store import SQLiteStore, StoredEvent, open_sqlite_store
+from omnirelay.engine._sqlite_store import SQLiteStore, open_sqlite_store
+from omnirelay.engine._store import StoredEvent
 from omnirelay.engine._webhooks import (
     WebhookConfig,
     WebhookDispatcher,
