@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import secrets
 import statistics
 import subprocess
@@ -34,6 +33,7 @@ from typing import Any
 import httpx
 import orjson
 import trio
+from _gateway import wait_port
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
@@ -105,20 +105,6 @@ class Client:
                     elif isinstance(event, CloseConnection):
                         await stream.send_all(ws.send(event.response()))
                         return
-
-
-async def wait_port(process: trio.Process) -> int:
-    assert process.stdout is not None
-    buffer = b""
-    with trio.fail_after(30):
-        while True:
-            chunk = await process.stdout.receive_some()
-            if not chunk:
-                raise RuntimeError("the gateway exited before listening")
-            buffer += chunk
-            match = re.search(rb"listening on http://127\.0\.0\.1:(\d+)", buffer)
-            if match:
-                return int(match.group(1))
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:

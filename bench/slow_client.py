@@ -69,6 +69,7 @@ from typing import Any
 import httpx
 import orjson
 import trio
+from _gateway import wait_port
 
 from omnirelay.engine import Provider, SessionContext, hookimpl
 from omnirelay.protocol import ChatKind, ChatRef, Message, MessageKind, MessageReceived, Party
@@ -499,20 +500,6 @@ class Sampler:
 
 
 # -- the run ------------------------------------------------------------------------------------
-
-
-async def wait_port(process: trio.Process) -> int:
-    assert process.stdout is not None
-    buffer = b""
-    with trio.fail_after(30):
-        while True:
-            chunk = await process.stdout.receive_some()
-            if not chunk:
-                raise RuntimeError("the gateway exited before listening")
-            buffer += chunk
-            match = re.search(rb"listening on http://127\.0\.0\.1:(\d+)", buffer)
-            if match:
-                return int(match.group(1))
 
 
 async def discard_output(process: trio.Process) -> None:

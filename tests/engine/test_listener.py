@@ -43,6 +43,7 @@ from omnirelay.engine._listener import (
     ConnectionClosed,
     ListenerConfig,
     NativeWebSocket,
+    WebSocketHandler,
     serve,
 )
 
@@ -176,6 +177,18 @@ async def raw_upgrade(address: Address, path: str = "/ws") -> trio.SocketStream:
             head += await stream.receive_some(1)
     assert head.startswith(b"HTTP/1.1 101 ")
     return stream
+
+
+def registering(send: trio.MemorySendChannel[NativeWebSocket]) -> WebSocketHandler:
+    """A handler that accepts, hands the websocket to the test, then only reads."""
+
+    async def handler(ws: NativeWebSocket) -> None:
+        await ws.accept()
+        await send.send(ws)
+        while True:
+            await ws.receive()
+
+    return handler
 
 
 # -- HTTP through the hand-off -----------------------------------------------------------------
@@ -495,11 +508,7 @@ async def test_websocket_on_another_path_is_served_by_the_asgi_app() -> None:
 async def test_slow_consumer_is_refused_without_blocking_and_others_keep_receiving() -> None:
     send_registered, registered = trio.open_memory_channel[NativeWebSocket](2)
 
-    async def handler(ws: NativeWebSocket) -> None:
-        await ws.accept()
-        await send_registered.send(ws)
-        while True:
-            await ws.receive()
+    handler = registering(send_registered)
 
     max_buffer = 256 * 1024
     config = ListenerConfig(websocket_paths={"/ws": handler}, max_buffer=max_buffer)
@@ -532,11 +541,7 @@ async def test_slow_consumer_is_refused_without_blocking_and_others_keep_receivi
 async def test_the_queue_is_bounded_in_frames_too_and_says_when_it_drained() -> None:
     send_registered, registered = trio.open_memory_channel[NativeWebSocket](1)
 
-    async def handler(ws: NativeWebSocket) -> None:
-        await ws.accept()
-        await send_registered.send(ws)
-        while True:
-            await ws.receive()
+    handler = registering(send_registered)
 
     config = ListenerConfig(
         websocket_paths={"/ws": handler}, max_buffer=64 * 1024 * 1024, max_queued_frames=50
@@ -572,11 +577,7 @@ async def test_the_queue_is_bounded_in_frames_too_and_says_when_it_drained() -> 
 async def test_closing_as_slow_drops_the_backlog_but_finishes_the_frame_being_written() -> None:
     send_registered, registered = trio.open_memory_channel[NativeWebSocket](1)
 
-    async def handler(ws: NativeWebSocket) -> None:
-        await ws.accept()
-        await send_registered.send(ws)
-        while True:
-            await ws.receive()
+    handler = registering(send_registered)
 
     config = ListenerConfig(websocket_paths={"/ws": handler}, max_buffer=64 * 1024 * 1024)
     async with running(config) as address, await raw_upgrade(address) as slow:
@@ -619,11 +620,7 @@ async def test_closing_as_slow_drops_the_backlog_but_finishes_the_frame_being_wr
 async def test_closing_a_slow_consumer_is_bounded_by_the_close_timeout() -> None:
     send_registered, registered = trio.open_memory_channel[NativeWebSocket](1)
 
-    async def handler(ws: NativeWebSocket) -> None:
-        await ws.accept()
-        await send_registered.send(ws)
-        while True:
-            await ws.receive()
+    handler = registering(send_registered)
 
     config = ListenerConfig(
         websocket_paths={"/ws": handler}, max_buffer=64 * 1024, close_timeout=0.2
