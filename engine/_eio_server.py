@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
 import attrs
@@ -61,6 +61,8 @@ class WebSocketTransport(Protocol):
     """A websocket as the Engine.IO server needs it (native or ASGI)."""
 
     def send_frame_nowait(self, frame: OutFrame) -> bool: ...
+
+    def send_frames_nowait(self, frames: Sequence[OutFrame]) -> bool: ...
 
     def send_text_nowait(self, text: str) -> bool: ...
 
@@ -180,7 +182,11 @@ class EngineConnection:
             if isinstance(data, bytes):
                 return self.ws.send_bytes_nowait(data)
             return self.ws.send_text_nowait("4" + data)
-        if not self._fits(len(data)):
+        settings = self.server.settings
+        if (
+            self._queued + len(data) > settings.max_buffer
+            or self._queued_frames >= settings.max_frames
+        ):
             return False
         self.session.send(data)
         self._queued += len(data)
@@ -190,24 +196,28 @@ class EngineConnection:
 
     def send_frame(self, frame: OutFrame) -> bool:
         """Send an Engine.IO text frame encoded once for many receivers."""
+        return self.send_frames((frame,))
+
+    def send_frames(self, frames: Sequence[OutFrame]) -> bool:
+        """Send frames that go together (one event's) all or none."""
         if self.session.closed:
             return False
         if self.ws is not None and self.session.transport == "websocket":
             self._write_control()
-            return self.ws.send_frame_nowait(frame)
-        if not self._fits(len(frame.text)):
+            return self.ws.send_frames_nowait(frames)
+        settings = self.server.settings
+        size = sum(len(frame.text) for frame in frames)
+        if (
+            self._queued + size > settings.max_buffer
+            or self._queued_frames + len(frames) > settings.max_frames
+        ):
             return False
-        self.session.send_frame(frame.text)
-        self._queued += len(frame.text)
-        self._queued_frames += 1
+        for frame in frames:
+            self.session.send_frame(frame.text)
+        self._queued += size
+        self._queued_frames += len(frames)
         self._poll_wakeup.set()
         return True
-
-    def _fits(self, size: int) -> bool:
-        settings = self.server.settings
-        return (
-            self._queued + size <= settings.max_buffer and self._queued_frames < settings.max_frames
-        )
 
     def flush(self) -> None:
         """Hand what the session queued (pings, the handshake, a farewell) to the transport."""

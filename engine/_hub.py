@@ -4,6 +4,8 @@ Every client connection attaches one `Subscriber` per stream it receives (a plai
 has one; a Socket.IO client one per namespace). A subscriber names its `format` (the dialects
 and framing it needs), says which renditions it `wants`, and takes frames with `deliver`, which
 never blocks: it writes to the socket or queues, and applies the slow-consumer policy itself.
+One event's frames for one subscriber go in one `deliver` call, all or none: an event is never
+half-delivered (a client resuming from its seq would miss the rest).
 
 `publish` runs synchronously in the task that committed the events (the store's writer), in log
 order. For each format some subscriber of the tenant uses, the event is rendered and encoded
@@ -31,6 +33,7 @@ from ._store import StoredEvent
 __all__ = [
     "EnvelopeFormat",
     "Format",
+    "Group",
     "Hub",
     "HubStatistics",
     "SocketIOFormat",
@@ -43,6 +46,7 @@ __all__ = [
 logger = logging.getLogger("omnirelay.engine.hub")
 
 Frames = tuple[tuple[Rendition, OutFrame], ...]
+Group = tuple[OutFrame, ...]  # one event's frames for one subscriber
 RenderOne = Callable[[Dialect, StoredEvent], tuple[Rendition, ...]]
 
 
@@ -115,16 +119,17 @@ class Subscriber(Protocol):
 
     def deliver(
         self,
-        frame: OutFrame,
+        frames: Group,
         *,
         durable: bool,
         seq: int | None = None,
         coalesce: Hashable | None = None,
     ) -> None:
-        """Send or queue the frame now; never blocks, never raises for a slow client.
+        """Send or queue one event's frames now, all or none; never blocks, never raises for a
+        slow client.
 
         `seq` is the event's log position (None for ephemeral events and custom publishes);
-        `coalesce` the latest-wins key of an ephemeral frame (see `Outbox`), None if it has none.
+        `coalesce` the latest-wins key of an ephemeral event (see `Outbox`), None if it has none.
         """
         ...
 
@@ -236,24 +241,31 @@ class Hub:
         if not subscribers:
             return 0
         started = time.perf_counter()
-        rendered: dict[Format, Frames] = {}
+        rendered: dict[Format, tuple[Frames, Group]] = {}
         durable = stored.event.durable
-        key = None if durable else stored.event.coalesce_key()
+        coalesce = None if durable else stored.event.coalesce_key()
         delivered = 0
         # A copy: delivering may detach a subscriber (a slow client is kicked).
         for subscriber in tuple(subscribers.values()):
             fmt = subscriber.format
-            frames = rendered.get(fmt)
-            if frames is None:
+            cached = rendered.get(fmt)
+            if cached is None:
                 render_started = time.perf_counter()
-                frames = rendered[fmt] = fmt.render(stored, self._epoch(), self._render_one)
+                frames = fmt.render(stored, self._epoch(), self._render_one)
+                cached = rendered[fmt] = (frames, tuple(frame for _, frame in frames))
                 self._render_seconds += time.perf_counter() - render_started
-            for index, (rendition, frame) in enumerate(frames):
-                if subscriber.wants(stored, rendition):
-                    # One event may render to several frames: each keeps its own latest value.
-                    coalesce = (key, index) if key is not None else None
-                    subscriber.deliver(frame, durable=durable, seq=stored.seq, coalesce=coalesce)
-                    delivered += 1
+            frames, every = cached
+            if len(frames) == 1:  # the common case: the shared tuple, nothing built per client
+                group = every if subscriber.wants(stored, frames[0][0]) else ()
+            else:
+                group = tuple(
+                    frame for rendition, frame in frames if subscriber.wants(stored, rendition)
+                )
+                if len(group) == len(every):
+                    group = every
+            if group:
+                subscriber.deliver(group, durable=durable, seq=stored.seq, coalesce=coalesce)
+                delivered += len(group)
         self._delivered += delivered
         if self._on_delivered is not None:
             self._on_delivered(stored, delivered, time.perf_counter() - started)
@@ -267,10 +279,10 @@ class Hub:
         if self._on_render_error is not None:
             self._on_render_error(dialect.name, stored, exc)
 
-    def render_for(self, subscriber: Subscriber, stored: StoredEvent) -> list[OutFrame]:
+    def render_for(self, subscriber: Subscriber, stored: StoredEvent) -> Group:
         """The frames of one stored event this subscriber wants (replays use it)."""
         frames = subscriber.format.render(stored, self._epoch(), self._render_one)
-        return [frame for rendition, frame in frames if subscriber.wants(stored, rendition)]
+        return tuple(frame for rendition, frame in frames if subscriber.wants(stored, rendition))
 
     def publish_many(self, events: Iterable[StoredEvent]) -> None:
         for stored in events:
@@ -291,7 +303,7 @@ class Hub:
             frame = frames.get(fmt)
             if frame is None:
                 frame = frames[fmt] = fmt.custom(event, data, now)
-            subscriber.deliver(frame, durable=False)
+            subscriber.deliver((frame,), durable=False)
             delivered += 1
         self._delivered += delivered
         return delivered

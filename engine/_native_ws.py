@@ -36,7 +36,7 @@ from wsproto.events import (
 from ._frames import OutFrame
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from wsproto.connection import Connection
     from wsproto.handshake import H11Handshake
@@ -221,6 +221,14 @@ class NativeWebSocket:
             self._buffered += len(frame)
             return True
         return self._send_now(frame)
+
+    def send_group_nowait(self, frames: Sequence[bytes]) -> bool:
+        """`send_nowait` for frames that must go together or not at all (one event's frames):
+        refused as a whole, and kept together in the queue (so `discard_queued` never splits
+        them)."""
+        if len(frames) == 1:
+            return self.send_nowait(frames[0])
+        return self.send_nowait(b"".join(frames))
 
     def send_text_nowait(self, text: str) -> bool:
         """Frame `text` as one TEXT message and `send_nowait` it (builds the frame each call)."""

@@ -25,8 +25,7 @@ import attrs
 
 from omnirelay.protocol._envelope import Cursor
 
-from ._frames import OutFrame
-from ._hub import Hub, Subscriber
+from ._hub import Group, Hub, Subscriber
 from ._store import Store
 
 __all__ = ["LiveGate", "ReplayResult", "ResumeCheck", "check_resume", "replay"]
@@ -69,7 +68,7 @@ async def replay(
     *,
     after: int,
     before: int | None,
-    send: Callable[[OutFrame], bool],
+    send: Callable[[Group], bool],
     limit: int,
 ) -> ReplayResult:
     """Send the subscriber's frames of the tenant's logged events in (after, before)."""
@@ -85,36 +84,36 @@ async def replay(
             if events_seen >= limit:
                 return ReplayResult(sent, last, False, False)
             events_seen += 1
-            for frame in hub.render_for(subscriber, stored):
-                if not send(frame):
-                    return ReplayResult(sent, last, False, True)
-                sent += 1
+            group = hub.render_for(subscriber, stored)
+            if group and not send(group):  # all of the event's frames or none
+                return ReplayResult(sent, last, False, True)
+            sent += len(group)
             last = stored.seq
         if len(page) < PAGE:
             return ReplayResult(sent, last, True, False)
 
 
 class LiveGate:
-    """Holds a subscriber's live durable frames while a replay runs (see the module doc)."""
+    """Holds a subscriber's live durable events while a replay runs (see the module doc)."""
 
     __slots__ = ("_held", "holding")
 
     def __init__(self) -> None:
         self.holding = False
-        self._held: list[tuple[int, OutFrame]] = []
+        self._held: list[tuple[int, Group]] = []
 
-    def hold(self, frame: OutFrame, seq: int | None) -> bool:
-        """Keep the frame for later if holding (durable frames only); False: send it now."""
+    def hold(self, frames: Group, seq: int | None) -> bool:
+        """Keep the event's frames for later if holding (durable only); False: send them now."""
         if not self.holding or seq is None:
             return False
-        self._held.append((seq, frame))
+        self._held.append((seq, frames))
         return True
 
     def start(self) -> None:
         self.holding = True
 
-    def release(self, after: int) -> list[tuple[int, OutFrame]]:
-        """Stop holding; the held frames newer than `after` (the rest were replayed)."""
+    def release(self, after: int) -> list[tuple[int, Group]]:
+        """Stop holding; the held events newer than `after` (the rest were replayed)."""
         self.holding = False
         held, self._held = self._held, []
-        return [(seq, frame) for seq, frame in held if seq > after]
+        return [(seq, frames) for seq, frames in held if seq > after]

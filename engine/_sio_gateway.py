@@ -33,8 +33,7 @@ from omnirelay.protocol._errors import RemoteProtocolError
 from ._auth import AuthError, token_from_request
 from ._config import NamespaceConfig
 from ._connections import ConnectionLimitExceeded
-from ._frames import OutFrame
-from ._hub import SocketIOFormat
+from ._hub import Group, SocketIOFormat
 from ._limits import RateLimiter
 from ._outbox import Outbox
 from ._resume import LiveGate, check_resume, replay
@@ -80,7 +79,7 @@ class SocketSubscriber:
         self.first_live_seq: int | None = None
         connection = socket.engine
         self.outbox = Outbox(
-            send=socket.send_frame,
+            send=socket.send_frames,
             backlog=lambda: connection.backlog,
             overflow=socket.close_transport,
             metrics=engine.metrics,
@@ -97,7 +96,7 @@ class SocketSubscriber:
 
     def deliver(
         self,
-        frame: OutFrame,
+        frames: Group,
         *,
         durable: bool,
         seq: int | None = None,
@@ -105,11 +104,11 @@ class SocketSubscriber:
     ) -> None:
         if seq is not None and self.first_live_seq is None:
             self.first_live_seq = seq
-        if self.gate.hold(frame, seq):
+        if self.gate.hold(frames, seq):
             return
         # Nothing durable is dropped silently: on overflow the transport is dropped, and the
         # client reconnects by itself and recovers what it missed.
-        self.outbox.put(frame, durable=durable, coalesce=coalesce)
+        self.outbox.put(frames, durable=durable, coalesce=coalesce)
 
 
 def _error(code: str, message: str) -> dict[str, Any]:
@@ -213,11 +212,11 @@ class GatewayNamespace:
             subscriber,
             after=after,
             before=subscriber.first_live_seq,
-            send=socket.send_frame,  # kept until the CONNECT reply is out, then sent in order
+            send=socket.send_frames,  # kept until the CONNECT reply is out, then sent in order
             limit=engine.config.clients.replay_limit,
         )
-        for _seq, frame in subscriber.gate.release(after=result.last_seq):
-            socket.send_frame(frame)
+        for _seq, frames in subscriber.gate.release(after=result.last_seq):
+            socket.send_frames(frames)
 
     async def _save_recovery(self, socket: Socket, subscriber: SocketSubscriber) -> None:
         assert socket.pid is not None

@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import logging
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import trio
@@ -96,7 +96,7 @@ class Socket:
         self.connected = False
         self.data: dict[str, Any] = {}  # the namespace handler's own per-socket state
         # Emits and frames (a recovery's replay) made before the CONNECT reply went out.
-        self._buffer: list[str | bytes | OutFrame] = []
+        self._buffer: list[str | bytes | tuple[OutFrame, ...]] = []
         self._waiters: dict[int, trio.MemorySendChannel[tuple[Any, ...]]] = {}
 
     @property
@@ -150,10 +150,14 @@ class Socket:
     def send_frame(self, frame: OutFrame) -> bool:
         """A pre-encoded EVENT frame of this namespace (the hub's encode-once path); before the
         CONNECT reply it is kept and sent right after it."""
+        return self.send_frames((frame,))
+
+    def send_frames(self, frames: Sequence[OutFrame]) -> bool:
+        """`send_frame` for one event's frames: all of them or none."""
         if not self.connected:
-            self._buffer.append(frame)
+            self._buffer.append(tuple(frames))
             return True
-        return self.engine.send_frame(frame)
+        return self.engine.send_frames(frames)
 
     def disconnect(self) -> None:
         """Remove the client from this namespace (it will not reconnect by itself)."""
@@ -278,7 +282,7 @@ class SocketIOServer:
         buffered, socket._buffer = socket._buffer, []
         for item in buffered:
             sent = (
-                connection.send_frame(item) if isinstance(item, OutFrame) else connection.send(item)
+                connection.send_frames(item) if isinstance(item, tuple) else connection.send(item)
             )
             if not sent:
                 connection.close("slow consumer")  # what was buffered does not fit: reconnect

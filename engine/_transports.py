@@ -4,7 +4,8 @@
 * `QuartWebSocketTransport`: a websocket through ASGI (embedded mode): a bounded queue and a
   writer task awaiting Quart's `websocket.send`.
 
-Both never block on send and refuse (return False) when their buffer would overflow.
+Both never block on send and refuse (return False) when their buffer would overflow;
+`send_frames_nowait` takes one event's frames all or none.
 `native_engineio_handler`, `quart_engineio_polling` and `quart_engineio_websocket` connect an
 `EngineIOServer` to the native listener and to Quart routes.
 """
@@ -12,7 +13,7 @@ Both never block on send and refuse (return False) when their buffer would overf
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import trio
 from quart import Response, request, websocket
@@ -44,6 +45,9 @@ class NativeTransport:
 
     def send_frame_nowait(self, frame: OutFrame) -> bool:
         return self.ws.send_nowait(frame.ws_bytes)
+
+    def send_frames_nowait(self, frames: Sequence[OutFrame]) -> bool:
+        return self.ws.send_group_nowait([frame.ws_bytes for frame in frames])
 
     def send_text_nowait(self, text: str) -> bool:
         return self.ws.send_text_nowait(text)
@@ -110,6 +114,15 @@ class QuartWebSocketTransport:
 
     def send_frame_nowait(self, frame: OutFrame) -> bool:
         return self._put(frame.text)
+
+    def send_frames_nowait(self, frames: Sequence[OutFrame]) -> bool:
+        if self._closed or len(self._queue) + len(frames) > self.max_frames:
+            return False
+        if self._bytes + sum(len(frame.text) for frame in frames) > self.max_bytes:
+            return False
+        for frame in frames:
+            self._put(frame.text)
+        return True
 
     def send_text_nowait(self, text: str) -> bool:
         return self._put(text)

@@ -15,7 +15,7 @@ the operator (reconnect), 4008 too slow: durable events would overflow the conne
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -36,7 +36,7 @@ from omnirelay.protocol._errors import RemoteProtocolError
 
 from ._auth import Principal
 from ._frames import OutFrame
-from ._hub import EnvelopeFormat, filter_values
+from ._hub import EnvelopeFormat, Group, filter_values
 from ._limits import RateLimiter
 from ._metrics import Metrics
 from ._outbox import Outbox
@@ -74,6 +74,10 @@ class MessageTransport(Protocol):
 
     def send_frame_nowait(self, frame: OutFrame) -> bool:
         """Write or queue a frame now; False if the connection's buffer is full."""
+        ...
+
+    def send_frames_nowait(self, frames: Sequence[OutFrame]) -> bool:
+        """`send_frame_nowait` for one event's frames: all or none."""
         ...
 
     @property
@@ -141,7 +145,7 @@ class EnvelopeSubscriber:
         self.close_reason = ""
         self._scope = scope
         self.outbox = Outbox(
-            send=transport.send_frame_nowait,
+            send=transport.send_frames_nowait,
             backlog=lambda: transport.buffered,
             overflow=lambda: self.kick(CLOSE_SLOW, "slow consumer: too many events queued"),
             metrics=metrics,
@@ -159,7 +163,7 @@ class EnvelopeSubscriber:
 
     def deliver(
         self,
-        frame: OutFrame,
+        frames: Group,
         *,
         durable: bool,
         seq: int | None = None,
@@ -169,11 +173,11 @@ class EnvelopeSubscriber:
             return
         if seq is not None and self.first_live_seq is None:
             self.first_live_seq = seq
-        if self.gate.hold(frame, seq):
+        if self.gate.hold(frames, seq):
             return
         # Nothing durable is dropped silently: on overflow the client is closed with 4008 and
         # resumes from the last seq it saw.
-        self.outbox.put(frame, durable=durable, coalesce=coalesce)
+        self.outbox.put(frames, durable=durable, coalesce=coalesce)
 
     def kick(self, code: int, reason: str) -> None:
         """End the connection from any task: its own task closes it with this code."""
@@ -338,8 +342,8 @@ async def _resume(
     extra: dict[str, Any] = {} if action_id is None else {"id": action_id}
     check = await check_resume(engine.store, subscriber.tenant_id, since)
     if not check.ok:
-        for _seq, frame in subscriber.gate.release(after=0):
-            _send_or_kick(subscriber, frame)
+        for _seq, frames in subscriber.gate.release(after=0):
+            _send_or_kick(subscriber, frames)
         reason = check.reason or "unknown"
         _reply(
             subscriber,
@@ -355,7 +359,7 @@ async def _resume(
         after=since.seq,
         # From the first event offered live on (delivered or held) the client has it already.
         before=subscriber.first_live_seq,
-        send=subscriber.transport.send_frame_nowait,
+        send=subscriber.transport.send_frames_nowait,
         limit=engine.config.clients.replay_limit,
     )
     held = subscriber.gate.release(after=result.last_seq)
@@ -363,8 +367,8 @@ async def _resume(
         subscriber.kick(CLOSE_SLOW, "slow consumer: the replay does not fit the buffer")
         return
     last = result.last_seq
-    for seq, frame in held:
-        _send_or_kick(subscriber, frame)
+    for seq, frames in held:
+        _send_or_kick(subscriber, frames)
         last = max(last, seq)
     data = {
         "since": str(since),
@@ -376,8 +380,8 @@ async def _resume(
     _reply(subscriber, "resumed", data)
 
 
-def _send_or_kick(subscriber: EnvelopeSubscriber, frame: OutFrame) -> None:
-    if not subscriber.transport.send_frame_nowait(frame):
+def _send_or_kick(subscriber: EnvelopeSubscriber, frames: Group) -> None:
+    if not subscriber.transport.send_frames_nowait(frames):
         subscriber.kick(CLOSE_SLOW, "slow consumer: too many events queued")
 
 
@@ -389,7 +393,7 @@ def _ack(filter: Filter, action_id: str | int | None) -> dict[str, Any]:
 
 
 def _reply(subscriber: EnvelopeSubscriber, event: str, data: Any) -> None:
-    subscriber.deliver(OutFrame(encode_envelope(event, data, _now())), durable=False)
+    subscriber.deliver((OutFrame(encode_envelope(event, data, _now())),), durable=False)
 
 
 def _reply_error(

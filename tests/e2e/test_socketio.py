@@ -486,11 +486,16 @@ async def test_a_polling_client_that_stops_polling_is_dropped_not_waited_for(
             durable_sid = await stalled_client(http)
             for n in range(100):  # durable: the buffer overflows and the transport is dropped
                 await gw.scripted.feed(
-                    "wa-1", incoming(chat="111@c.us", text=f"message {n} " + "x" * 50)
+                    "wa-1", incoming(chat="111@c.us", text=f"message {n} " + "x" * 100)
                 )
             gone = await http.get(f"/socket.io/?EIO=4&transport=polling&sid={durable_sid}")
             # What was queued, then the close packet; after that the sid is unknown.
             assert gone.text.endswith("\x1e1")
+            # Whole events only: each message as both of "/"'s dialects render it, never one
+            # without the other (recovering from its offset would skip the missing half).
+            whatsapp = gone.text.count('"whatsapp:new-message"')
+            assert whatsapp > 0
+            assert gone.text.count('"chat:message"') == whatsapp
             after = await http.get(f"/socket.io/?EIO=4&transport=polling&sid={durable_sid}")
             assert after.status_code == 400
             metrics = (await http.get("/metrics")).text

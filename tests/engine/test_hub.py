@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from datetime import UTC, datetime
 
 import attrs
@@ -69,22 +69,25 @@ class Recorder:
     rooms: frozenset[str] = frozenset()
     frames: list[OutFrame] = attrs.field(factory=list)
     keys: list[Hashable | None] = attrs.field(factory=list)
+    groups: list[tuple[OutFrame, ...]] = attrs.field(factory=list)
+    accept: Callable[[Rendition], bool] = lambda rendition: True
 
     def wants(self, stored: StoredEvent, rendition: Rendition) -> bool:
-        return True
+        return self.accept(rendition)
 
     def in_room(self, room: str) -> bool:
         return room in self.rooms
 
     def deliver(
         self,
-        frame: OutFrame,
+        frames: tuple[OutFrame, ...],
         *,
         durable: bool,
         seq: int | None = None,
         coalesce: Hashable | None = None,
     ) -> None:
-        self.frames.append(frame)
+        self.groups.append(frames)
+        self.frames.extend(frames)
         self.keys.append(coalesce)
 
 
@@ -103,6 +106,26 @@ def test_each_format_is_encoded_once_and_shared_by_all_its_receivers() -> None:
     assert a.frames[0] is b.frames[0]  # the same object: encoded once
     assert io.frames[0].text.startswith('42["whatsapp:new-message",')
     assert '"seq":"E:1"' in a.frames[0].text
+
+
+def test_an_events_frames_for_one_subscriber_come_as_one_group() -> None:
+    """A namespace with several dialects renders one event several times: the subscriber gets
+    them in one call, so its transport takes all of them or none (never half an event)."""
+    hub = Hub(epoch=lambda: "E")
+    three = SocketIOFormat(
+        "/", tuple(DIALECTS.get(d) for d in ("whatsapp-web", "chat-sync", "evolution"))
+    )
+    everything = Recorder("acme", three)
+    picky = Recorder("acme", three, accept=lambda r: r.name.startswith("whatsapp:"))
+    for subscriber in (everything, picky):
+        hub.attach(subscriber)
+    hub.publish(stored("acme"))
+    [group] = everything.groups
+    assert len(group) >= 2
+    assert group[0].text.startswith('42["whatsapp:new-message"')
+    [only] = picky.groups
+    assert only == tuple(f for f in group if f.text.startswith('42["whatsapp:'))
+    assert everything.keys == [None]  # durable: nothing to coalesce
 
 
 def test_an_event_only_reaches_its_own_tenant() -> None:

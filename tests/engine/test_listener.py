@@ -617,6 +617,47 @@ async def test_closing_as_slow_drops_the_backlog_but_finishes_the_frame_being_wr
         assert messages == sent + 100 - dropped  # the backlog never went out
 
 
+async def test_a_group_of_frames_is_taken_whole_and_never_split_by_a_discard() -> None:
+    """One event's frames go together: refused together, and a discard keeps or drops the
+    group as a whole, so a client never sees part of an event."""
+    send_registered, registered = trio.open_memory_channel[NativeWebSocket](1)
+    config = ListenerConfig(
+        websocket_paths={"/ws": registering(send_registered)}, max_buffer=1024 * 1024
+    )
+    async with running(config) as address, await raw_upgrade(address) as slow:
+        slow_ws = await registered.receive()
+        payload = b"g" * 10007  # odd-sized: the kernel's cut falls inside a group
+        group = [ws_binary_frame(payload)] * 3
+        groups = 0
+        while slow_ws.send_group_nowait(group):  # until the byte bound refuses a whole group
+            groups += 1
+            assert groups < 100_000, "never refused"
+        assert slow_ws.buffered + 3 * len(group[0]) > 1024 * 1024
+        slow_ws.discard_queued()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(slow_ws.close, 4008, "slow consumer")
+            client = Connection(ConnectionType.CLIENT)
+            messages, pending, close = 0, b"", None
+            with trio.fail_after(5):
+                while close is None:
+                    data = await slow.receive_some(65536)
+                    assert data, "EOF before the close frame"
+                    client.receive_data(data)
+                    for event in client.events():
+                        if isinstance(event, BytesMessage):
+                            pending += event.data
+                            if event.message_finished:
+                                assert pending == payload
+                                messages, pending = messages + 1, b""
+                        elif isinstance(event, CloseConnection):
+                            close = event
+                            await slow.send_all(client.send(event.response()))
+        assert close.code == 4008
+        assert messages > 0
+        assert messages % 3 == 0  # whole groups only
+
+
 async def test_closing_a_slow_consumer_is_bounded_by_the_close_timeout() -> None:
     send_registered, registered = trio.open_memory_channel[NativeWebSocket](1)
 
