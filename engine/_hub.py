@@ -73,8 +73,10 @@ class SocketIOFormat:
     """Socket.IO EVENT frames on one namespace, from each of its dialects in turn.
 
     With `offsets` (connection-state recovery on), a durable event carries its log position
-    `"<epoch>:<seq>"` as the last argument, which socket.io-client keeps and sends back as
-    `offset` when it reconnects.
+    as the last argument, which socket.io-client keeps and sends back as `offset` when it
+    reconnects: `"<epoch>:<seq>"` on the event's last frame, `"<epoch>:<seq>.<n>"` on the
+    frames before it (its `n`-th rendition, counting across the namespace's dialects), so a
+    connection cut between them recovers from exactly there.
     """
 
     namespace: str
@@ -82,13 +84,27 @@ class SocketIOFormat:
     offsets: bool = False
 
     def render(self, stored: StoredEvent, epoch: str, render_one: RenderOne) -> Frames:
-        frames = []
-        extra = (f"{epoch}:{stored.seq}",) if self.offsets and stored.seq is not None else ()
-        for dialect in self.dialects:
-            for r in render_one(dialect, stored):
-                text = encode_event_frame(self.namespace, r.name, r.payload, *extra)
-                frames.append((r, OutFrame(text)))
-        return tuple(frames)
+        renditions = [r for dialect in self.dialects for r in render_one(dialect, stored)]
+        if not self.offsets or stored.seq is None:
+            return tuple(
+                (r, OutFrame(encode_event_frame(self.namespace, r.name, r.payload)))
+                for r in renditions
+            )
+        last = len(renditions) - 1
+        return tuple(
+            (
+                r,
+                OutFrame(
+                    encode_event_frame(
+                        self.namespace,
+                        r.name,
+                        r.payload,
+                        f"{epoch}:{stored.seq}" if n == last else f"{epoch}:{stored.seq}.{n}",
+                    )
+                ),
+            )
+            for n, r in enumerate(renditions)
+        )
 
     def custom(self, event: str, data: Any, now: datetime) -> OutFrame:
         return OutFrame(encode_event_frame(self.namespace, event, data))
@@ -279,9 +295,10 @@ class Hub:
         if self._on_render_error is not None:
             self._on_render_error(dialect.name, stored, exc)
 
-    def render_for(self, subscriber: Subscriber, stored: StoredEvent) -> Group:
-        """The frames of one stored event this subscriber wants (replays use it)."""
-        frames = subscriber.format.render(stored, self._epoch(), self._render_one)
+    def render_for(self, subscriber: Subscriber, stored: StoredEvent, *, skip: int = 0) -> Group:
+        """The frames of one stored event this subscriber wants (replays use it), leaving out
+        the first `skip` renditions (the client has them already)."""
+        frames = subscriber.format.render(stored, self._epoch(), self._render_one)[skip:]
         return tuple(frame for rendition, frame in frames if subscriber.wants(stored, rendition))
 
     def publish_many(self, events: Iterable[StoredEvent]) -> None:

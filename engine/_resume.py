@@ -70,8 +70,11 @@ async def replay(
     before: int | None,
     send: Callable[[Group], bool],
     limit: int,
+    skip: int = 0,
 ) -> ReplayResult:
-    """Send the subscriber's frames of the tenant's logged events in (after, before)."""
+    """Send the subscriber's frames of the tenant's logged events in (after, before); of the
+    event right after `after`, leave out the first `skip` renditions (a Socket.IO client that
+    got part of it, see `SocketIOFormat`)."""
     sent = 0
     last = after
     events_seen = 0
@@ -84,7 +87,8 @@ async def replay(
             if events_seen >= limit:
                 return ReplayResult(sent, last, False, False)
             events_seen += 1
-            group = hub.render_for(subscriber, stored)
+            first = skip if stored.seq == after + 1 else 0
+            group = hub.render_for(subscriber, stored, skip=first)
             if group and not send(group):  # all of the event's frames or none
                 return ReplayResult(sent, last, False, True)
             sent += len(group)

@@ -170,19 +170,21 @@ class GatewayNamespace:
         socket.engine.drain_listeners.append(subscriber.outbox.flush)
         engine.metrics.connection_opened(TRANSPORT_LABEL)
         if recovery is not None:
-            rooms, after = recovery
+            rooms, after, skip = recovery
             subscriber.rooms.update(rooms)
-            await self._replay(socket, subscriber, after)
+            await self._replay(socket, subscriber, after, skip)
         connection.details.update(namespace=self.config.name, rooms=sorted(subscriber.rooms))
         if socket.pid is not None:
             await self._save_recovery(socket, subscriber)
 
     async def _recovery(
         self, socket: Socket, tenant: str, auth: dict[str, Any] | None
-    ) -> tuple[tuple[str, ...], int] | None:
+    ) -> tuple[tuple[str, ...], int, int] | None:
         """Connection-state recovery (socket.io-client sends back `pid` and `offset`): the
-        rooms to restore and the log position to replay from, or None for a fresh session.
-        Sets `socket.pid` (and, when recovered, the earlier `socket.sid`)."""
+        rooms to restore, the log position to replay from and how many renditions of the next
+        event the client has already (an offset `"<epoch>:<seq>.<n>"`, see `SocketIOFormat`),
+        or None for a fresh session. Sets `socket.pid` (and, when recovered, the earlier
+        `socket.sid`)."""
         if not self.config.recovery:
             return None
         engine = self.engine
@@ -191,9 +193,14 @@ class GatewayNamespace:
         if not isinstance(pid, str) or not isinstance(offset, str):
             return None
         try:
-            cursor = Cursor.parse(offset)
+            cursor, part = Cursor.parse_offset(offset)
         except RemoteProtocolError:
             return None
+        skip = 0
+        if part is not None:  # renditions 0..part of event `seq` arrived, not the rest
+            if cursor.seq < 1:
+                return None
+            cursor, skip = Cursor(cursor.epoch, cursor.seq - 1), part + 1
         row = await engine.store.load_recovery(pid)
         if row is None or row.tenant_id != tenant or row.namespace != self.config.name:
             return None
@@ -201,9 +208,11 @@ class GatewayNamespace:
         if not check.ok or check.current - cursor.seq > engine.config.clients.replay_limit:
             return None
         socket.pid, socket.sid = pid, row.sid
-        return row.rooms, cursor.seq
+        return row.rooms, cursor.seq, skip
 
-    async def _replay(self, socket: Socket, subscriber: SocketSubscriber, after: int) -> None:
+    async def _replay(
+        self, socket: Socket, subscriber: SocketSubscriber, after: int, skip: int
+    ) -> None:
         engine = self.engine
         subscriber.gate.start()
         result = await replay(
@@ -214,6 +223,7 @@ class GatewayNamespace:
             before=subscriber.first_live_seq,
             send=socket.send_frames,  # kept until the CONNECT reply is out, then sent in order
             limit=engine.config.clients.replay_limit,
+            skip=skip,
         )
         for _seq, frames in subscriber.gate.release(after=result.last_seq):
             socket.send_frames(frames)

@@ -101,6 +101,17 @@ class Cursor:
     def __str__(self) -> str:
         return f"{self.epoch}:{self.seq}"
 
+    @classmethod
+    def parse_offset(cls, text: str) -> tuple[Cursor, int | None]:
+        """Read a Socket.IO recovery offset: "<epoch>:<seq>" (everything up to that event) or
+        "<epoch>:<seq>.<n>" (that event's renditions 0..n only, when a namespace renders one
+        event several times). RemoteProtocolError(code="invalid_cursor") if malformed."""
+        if isinstance(text, str):
+            head, dot, part = text.rpartition(".")
+            if dot and ":" in head and "." not in head.partition(":")[2] and _SEQ.fullmatch(part):
+                return cls.parse(head), int(part)
+        return cls.parse(text), None
+
 
 # --------------------------------------------------------------------------------------------
 # Envelope

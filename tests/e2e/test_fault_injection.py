@@ -9,6 +9,7 @@ from typing import Any
 import trio
 
 from omnirelay.engine._hub import EnvelopeFormat, SocketIOFormat
+from omnirelay.protocol import Cursor
 
 from .conftest import Gateway, WsClient
 from .jsclient import NodeClient, require_node
@@ -86,7 +87,7 @@ async def test_socketio_client_recovers_through_dropped_transports_without_gap_o
     got: Counter[tuple[int, str]] = Counter()
     for line in client.lines:
         if line.get("t") == "event" and isinstance(line["args"][-1], str):
-            got[(int(line["args"][-1].split(":")[1]), line["name"])] += 1
+            got[(Cursor.parse_offset(line["args"][-1])[0].seq, line["name"])] += 1
     namespace = next(n for n in gw.engine.config.socketio.namespaces if n.name == "/")
     fmt = SocketIOFormat(
         "/", tuple(gw.engine.dialects.get(d) for d in namespace.dialects), offsets=True

@@ -25,7 +25,7 @@ from omnirelay.engine._hub import EnvelopeFormat, Format, SocketIOFormat
 from omnirelay.engine._plugins import collect_dialects, make_plugin_manager
 from omnirelay.engine._sqlite_store import open_sqlite_store
 from omnirelay.engine._store import StoredEvent
-from omnirelay.protocol import SessionState, SessionStatus
+from omnirelay.protocol import Cursor, SessionState, SessionStatus
 from omnirelay.protocol._dialect_base import Dialect, Rendition
 
 from .conftest import SECRET, WsClient
@@ -144,10 +144,11 @@ async def read_log(config: Config) -> tuple[str, list[StoredEvent]]:
 
 
 def seq_of(cursor: str, epoch: str) -> int:
-    """The seq of an `<epoch>:<seq>` cursor, which must be of this epoch."""
-    cursor_epoch, _, seq = cursor.partition(":")
-    assert cursor_epoch == epoch, f"{cursor} is not of epoch {epoch}"
-    return int(seq)
+    """The seq of an `<epoch>:<seq>` cursor or a Socket.IO `<epoch>:<seq>.<n>` offset, which
+    must be of this epoch."""
+    position, _part = Cursor.parse_offset(cursor)
+    assert position.epoch == epoch, f"{cursor} is not of epoch {epoch}"
+    return position.seq
 
 
 def is_durable(line: Line) -> bool:

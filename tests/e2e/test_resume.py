@@ -14,6 +14,7 @@ from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessa
 
 from omnirelay.engine._config import ServerConfig
 from omnirelay.engine._ws_endpoint import EnvelopeSubscriber
+from omnirelay.protocol import Cursor
 
 from .conftest import Gateway, WsClient, create_session, gateway_config, incoming, start_gateway
 from .jsclient import NodeClient, require_node
@@ -205,7 +206,8 @@ async def test_socketio_client_recovers_its_session_across_a_restart(tmp_path: P
             line["args"] for line in client.lines if line.get("name") == "whatsapp:new-message"
         ]
         assert [args[0]["message"]["body"] for args in messages] == ["one", "two", "three"]
-        offsets = [int(args[-1].split(":")[1]) for args in messages]
+        # "<epoch>:<seq>.<n>": the first of the event's frames on "/" (see SocketIOFormat).
+        offsets = [Cursor.parse_offset(args[-1])[0].seq for args in messages]
         assert offsets == sorted(set(offsets))  # increasing: in order, no duplicate
         scopes[-1].cancel()
         nursery.cancel_scope.cancel()
@@ -487,3 +489,59 @@ async def test_a_client_that_stops_reading_is_dropped_as_slow_and_resumes_with_e
         await again.close()
         await healthy.close()
         nursery.cancel_scope.cancel()
+
+
+async def test_socketio_recovers_from_the_middle_of_an_event(gateway: Gateway) -> None:
+    """On "/" one event is several frames (one per dialect). A connection cut between two of
+    them leaves the client with the offset `"<epoch>:<seq>.<n>"`; recovering from it sends the
+    rest of that event, then what followed: nothing twice, nothing missing. Raw long-polling,
+    so the cut can be placed exactly."""
+    gw = gateway
+    await create_session(gw, "acme", "wa-1")
+    await gw.scripted.feed("wa-1", incoming(chat="111@c.us", text="known chat"))
+    token = gw.token("acme")
+    base = "/socket.io/?EIO=4&transport=polling"
+
+    def packets(body: str) -> list[tuple[str, list[Any]]]:
+        """The (event name, args) of each EVENT packet of a polling body."""
+        return [
+            (args[0], args[1:])
+            for packet in body.split("\x1e")
+            if packet.startswith("42")
+            for args in [json.loads(packet[2:])]
+        ]
+
+    async def open_socket(http: Any, auth: dict[str, Any]) -> tuple[str, dict[str, Any], str]:
+        opened = await http.get(base)
+        sid = str(json.loads(opened.text[1:])["sid"])
+        assert (await http.post(f"{base}&sid={sid}", content="40" + json.dumps(auth))).text == "ok"
+        reply = await http.get(f"{base}&sid={sid}")
+        first, _, rest = reply.text.partition("\x1e")
+        assert first.startswith("40{"), reply.text
+        return sid, json.loads(first[2:]), rest
+
+    async with gw.http() as http:
+        sid, connected, _ = await open_socket(http, {"token": token})
+        await gw.scripted.feed("wa-1", incoming(chat="111@c.us", text="cut in the middle"))
+        event = packets((await http.get(f"{base}&sid={sid}")).text)
+        assert len(event) >= 2
+        offsets = [args[-1] for _name, args in event]
+        assert offsets[-1].count(".") == 0  # the last frame completes the event
+        assert offsets[0].endswith(".0")
+        # The client got only the first frame, then lost its connection.
+        assert (await http.post(f"{base}&sid={sid}", content="1")).text == "ok"
+        await gw.scripted.feed("wa-1", incoming(chat="111@c.us", text="while away"))
+
+        auth = {"token": token, "pid": connected["pid"], "offset": offsets[0]}
+        again, recovered, rest = await open_socket(http, auth)
+        assert recovered["sid"] == connected["sid"]  # recovered: same socket id
+        missed = packets(rest)
+        for _ in range(10):  # the replay may come in more than one poll
+            if len(missed) >= len(event) * 2 - 1:
+                break
+            missed += packets((await http.get(f"{base}&sid={again}")).text)
+        # The rest of the cut event, then the whole next one: nothing twice, nothing missing.
+        assert missed[: len(event) - 1] == event[1:]
+        assert [name for name, _ in missed[len(event) - 1 :]] == [name for name, _ in event]
+        assert missed[-1][1][0] != event[-1][1][0]  # a different message
+        assert len(missed) == len(event) * 2 - 1

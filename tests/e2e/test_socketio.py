@@ -16,7 +16,7 @@ import socketio
 import trio
 
 from omnirelay.engine._config import LimitsConfig
-from omnirelay.protocol import ChatKind, DeliveryState, MessageStatus
+from omnirelay.protocol import ChatKind, Cursor, DeliveryState, MessageStatus
 
 from .conftest import (
     T0,
@@ -81,9 +81,11 @@ async def test_a_whatsapp_web_front_end_receives_the_seed_events(
     # With connection-state recovery on (the default) a durable event carries its log offset as
     # an extra last argument; `(data) => …` handlers never see it.
     [[new_message, offset]] = events(lines, "whatsapp:new-message")
-    epoch, seq = offset.split(":")
-    assert epoch == gw.engine.store.epoch
-    assert seq.isdigit()
+    # The first of the event's frames on "/": "<epoch>:<seq>.0" (docs/socketio.md).
+    position, part = Cursor.parse_offset(offset)
+    assert position.epoch == gw.engine.store.epoch
+    assert position.seq > 0
+    assert part == 0
     assert set(new_message) == {"sessionId", "companyId", "chat", "message"}
     assert new_message["sessionId"] == "cmd5u0y7b0001xurbphmqfoe4"
     assert new_message["companyId"] == "cmd5rysyd0000le04ha593nam"

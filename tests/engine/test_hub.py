@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Hashable
 from datetime import UTC, datetime
 
@@ -126,6 +127,22 @@ def test_an_events_frames_for_one_subscriber_come_as_one_group() -> None:
     [only] = picky.groups
     assert only == tuple(f for f in group if f.text.startswith('42["whatsapp:'))
     assert everything.keys == [None]  # durable: nothing to coalesce
+
+
+def test_socketio_offsets_say_how_much_of_an_event_a_frame_completes() -> None:
+    hub = Hub(epoch=lambda: "E")
+    three = SocketIOFormat(
+        "/",
+        tuple(DIALECTS.get(d) for d in ("whatsapp-web", "chat-sync", "evolution")),
+        offsets=True,
+    )
+    recorder = Recorder("acme", three)
+    hub.attach(recorder)
+    hub.publish(stored("acme", seq=7))
+    [group] = recorder.groups
+    offsets = [json.loads(frame.text[2:])[-1] for frame in group]  # 4 (message) 2 (event)
+    # The last frame completes event 7; the ones before it name their place in it.
+    assert offsets == [f"E:7.{n}" for n in range(len(group) - 1)] + ["E:7"]
 
 
 def test_an_event_only_reaches_its_own_tenant() -> None:

@@ -190,6 +190,18 @@ def test_malformed_cursors_are_refused(text: str) -> None:
     assert code_of(Cursor.parse, text) == "invalid_cursor"
 
 
+def test_socketio_offsets_may_name_part_of_an_event() -> None:
+    assert Cursor.parse_offset("k7Qe:42") == (Cursor("k7Qe", 42), None)
+    assert Cursor.parse_offset("k7Qe:42.0") == (Cursor("k7Qe", 42), 0)
+    assert Cursor.parse_offset("a.b:42.1") == (Cursor("a.b", 42), 1)  # dots in the epoch
+    assert Cursor.parse_offset("a.b:42") == (Cursor("a.b", 42), None)
+
+
+@pytest.mark.parametrize("text", ["", "e:1.", "e:1.x", "e:1.01", "e:.1", "e.1", "e:1.2.3"])
+def test_malformed_offsets_are_refused(text: str) -> None:
+    assert code_of(lambda t: Cursor.parse_offset(t), text) == "invalid_cursor"
+
+
 def test_building_an_invalid_cursor_is_a_local_error() -> None:
     with pytest.raises(LocalProtocolError):
         Cursor("has:colon", 1)
