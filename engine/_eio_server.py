@@ -73,6 +73,8 @@ class WebSocketTransport(Protocol):
 
     def set_on_drained(self, callback: Callable[[], None] | None) -> None: ...
 
+    def discard_queued(self) -> None: ...
+
     async def receive(self) -> str | bytes:
         """The next message; raises TransportClosed when the client is gone."""
         ...
@@ -234,8 +236,12 @@ class EngineConnection:
             else:
                 self.ws.send_text_nowait(frame)
 
-    def close(self, reason: str = "forced close") -> None:
-        """End the session from our side (what is queued still goes out first)."""
+    def close(self, reason: str = "forced close", *, discard: bool = False) -> None:
+        """End the session from our side. What is queued still goes out first, unless
+        `discard` (a client dropped as too slow: it recovers what it missed, and the backlog
+        would only delay the close): then the websocket's unsent frames are dropped."""
+        if discard and self.ws is not None and self.session.transport == "websocket":
+            self.ws.discard_queued()
         if not self.session.closed:
             self.session.close(reason)
         self._finish(self.session.closed_reason or reason)

@@ -81,7 +81,7 @@ class SocketSubscriber:
         self.outbox = Outbox(
             send=socket.send_frames,
             backlog=lambda: connection.backlog,
-            overflow=socket.close_transport,
+            overflow=lambda: socket.close_transport(slow=True),
             metrics=engine.metrics,
             max_held=engine.config.clients.inbox_frames,
         )

@@ -167,9 +167,10 @@ class Socket:
                 self.engine.send(message)
         self._closed("server namespace disconnect")
 
-    def close_transport(self) -> None:
-        """Drop the whole connection: the client reconnects by itself."""
-        self.engine.close("forced close")
+    def close_transport(self, *, slow: bool = False) -> None:
+        """Drop the whole connection: the client reconnects by itself (and, `slow`, recovers
+        what was still queued for it, which is dropped rather than sent first)."""
+        self.engine.close("forced close", discard=slow)
 
     def _closed(self, reason: str) -> None:
         state = self.engine.state

@@ -585,3 +585,80 @@ async def test_the_token_may_come_from_the_handshake_header_or_query(
         return sid
 
     assert await run_python_client(scenario)
+
+
+async def test_a_websocket_socket_dropped_as_slow_gets_its_close_without_the_backlog(
+    tmp_path: Path,
+) -> None:
+    """A socket.io websocket client that stops reading overflows its buffer: the transport is
+    dropped and what was still queued for it is discarded (it recovers that from its offset),
+    so the close follows what its TCP connection already holds instead of megabytes more."""
+    import socket as sockets
+
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import AcceptConnection, CloseConnection, Message, Request
+
+    from omnirelay.engine._config import ClientConfig
+
+    inbox = 16 * 1024 * 1024
+    config = gateway_config(tmp_path, clients=ClientConfig(inbox_bytes=inbox, inbox_frames=10**6))
+    async with trio.open_nursery() as nursery:
+        gw = await start_gateway(nursery, config)
+        await create_session(gw, "acme", "wa-1")
+        await gw.scripted.feed("wa-1", incoming(chat="111@c.us", text="known chat"))
+
+        raw = trio.socket.socket(sockets.AF_INET, sockets.SOCK_STREAM)
+        raw.setsockopt(sockets.SOL_SOCKET, sockets.SO_RCVBUF, 4096)
+        await raw.connect((gw.host, gw.port))
+        stream = trio.SocketStream(raw)
+        ws = WSConnection(ConnectionType.CLIENT)
+        target = "/socket.io/?EIO=4&transport=websocket"
+        await stream.send_all(ws.send(Request(host=f"{gw.host}:{gw.port}", target=target)))
+        received = 0  # bytes of Engine.IO messages read
+
+        async def next_message() -> str | bytes | None:
+            nonlocal received
+            while True:
+                for event in ws.events():
+                    if isinstance(event, AcceptConnection):
+                        continue
+                    if isinstance(event, Message):
+                        received += len(event.data)
+                        return event.data
+                    if isinstance(event, CloseConnection):
+                        return None
+                data = await stream.receive_some(65536)
+                if not data:
+                    return None
+                ws.receive_data(data)
+
+        with trio.fail_after(5):
+            assert str(await next_message()).startswith("0{")  # Engine.IO open
+            await stream.send_all(
+                ws.send(Message(data="40" + json.dumps({"token": gw.token("acme")})))
+            )
+            assert str(await next_message()).startswith("40{")  # Socket.IO CONNECT reply
+
+        # Then it stops reading while 4 KiB messages flow, until it is dropped as slow.
+        async with gw.http() as http:
+            for batch in range(40):
+                await gw.scripted.feed(
+                    "wa-1",
+                    *(
+                        incoming(chat="111@c.us", text=f"{batch}:{n} " + "x" * 4000)
+                        for n in range(100)
+                    ),
+                )
+                metrics = (await http.get("/metrics")).text
+                if "omnirelay_slow_consumer_disconnects_total 1.0" in metrics:
+                    break
+            else:
+                raise AssertionError("the stalled socket was never dropped")
+        received = 0
+        with trio.fail_after(20):
+            while await next_message() is not None:
+                pass
+        # What the kernel held, not the 16 MiB the gateway had queued for it.
+        assert received < inbox // 2
+        await stream.aclose()
+        nursery.cancel_scope.cancel()
