@@ -191,6 +191,29 @@ def registering(send: trio.MemorySendChannel[NativeWebSocket]) -> WebSocketHandl
     return handler
 
 
+async def read_until_close(
+    stream: trio.SocketStream, payload: bytes
+) -> tuple[int, CloseConnection]:
+    """Read a raw websocket until the server's close frame (answering it): how many binary
+    messages came before it, each checked to be exactly `payload` (whole frames only)."""
+    client = Connection(ConnectionType.CLIENT)
+    messages, pending = 0, b""
+    with trio.fail_after(5):
+        while True:
+            data = await stream.receive_some(65536)
+            assert data, "EOF before the close frame"
+            client.receive_data(data)
+            for event in client.events():
+                if isinstance(event, BytesMessage):
+                    pending += event.data
+                    if event.message_finished:
+                        assert pending == payload
+                        messages, pending = messages + 1, b""
+                elif isinstance(event, CloseConnection):
+                    await stream.send_all(client.send(event.response()))
+                    return messages, event
+
+
 # -- HTTP through the hand-off -----------------------------------------------------------------
 
 
@@ -597,22 +620,7 @@ async def test_closing_as_slow_drops_the_backlog_but_finishes_the_frame_being_wr
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(slow_ws.close, 4008, "slow consumer")
-            client = Connection(ConnectionType.CLIENT)
-            messages, pending, close = 0, b"", None
-            with trio.fail_after(5):
-                while close is None:
-                    data = await slow.receive_some(65536)
-                    assert data, "EOF before the close frame"
-                    client.receive_data(data)
-                    for event in client.events():
-                        if isinstance(event, BytesMessage):
-                            pending += event.data
-                            if event.message_finished:
-                                assert pending == payload  # whole frames only
-                                messages, pending = messages + 1, b""
-                        elif isinstance(event, CloseConnection):
-                            close = event
-                            await slow.send_all(client.send(event.response()))
+            messages, close = await read_until_close(slow, payload)
         assert close.code == 4008
         assert messages == sent + 100 - dropped  # the backlog never went out
 
@@ -637,22 +645,7 @@ async def test_a_group_of_frames_is_taken_whole_and_never_split_by_a_discard() -
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(slow_ws.close, 4008, "slow consumer")
-            client = Connection(ConnectionType.CLIENT)
-            messages, pending, close = 0, b"", None
-            with trio.fail_after(5):
-                while close is None:
-                    data = await slow.receive_some(65536)
-                    assert data, "EOF before the close frame"
-                    client.receive_data(data)
-                    for event in client.events():
-                        if isinstance(event, BytesMessage):
-                            pending += event.data
-                            if event.message_finished:
-                                assert pending == payload
-                                messages, pending = messages + 1, b""
-                        elif isinstance(event, CloseConnection):
-                            close = event
-                            await slow.send_all(client.send(event.response()))
+            messages, close = await read_until_close(slow, payload)
         assert close.code == 4008
         assert messages > 0
         assert messages % 3 == 0  # whole groups only
