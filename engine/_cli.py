@@ -78,6 +78,7 @@ def demo_config(config: Config) -> tuple[Config, str | None]:
         auth = attrs.evolve(auth, jwt_secret=generated)
     existing = {s.id for s in config.sessions}
     sessions = list(config.sessions)
+    hook_secret = new_secret()  # the simulator's webhook, for a curl in the banner
     for number in range(1, config.demo.sessions + 1):
         session_id = f"demo-{number}"
         if session_id not in existing:
@@ -87,7 +88,11 @@ def demo_config(config: Config) -> tuple[Config, str | None]:
                     tenant=config.demo.tenant,
                     provider="simulator",
                     name=f"Demo WhatsApp {number}",
-                    options={"rate": config.demo.rate, "seed": number},
+                    options={
+                        "rate": config.demo.rate,
+                        "seed": number,
+                        "webhook_secret": hook_secret,
+                    },
                 )
             )
     return attrs.evolve(config, auth=auth, sessions=tuple(sessions)), generated
@@ -109,6 +114,16 @@ def _banner(config: Config, host: str, port: int, token: str, generated: bool) -
         f"  curl -H 'Authorization: Bearer {token}' \\\n"
         f"       '{base}/api/whatsapp/sessions/demo-1/chats?chatType=all'",
     ]
+    demo_1 = next((s for s in config.sessions if s.id == "demo-1"), None)
+    secret = demo_1.options.get("webhook_secret") if demo_1 is not None else None
+    if secret:
+        message = '{"id": "hello-1", "from": "+55 11 98765-4321", "name": "Maria", "text": "Olá!"}'
+        lines += [
+            "",
+            "Write in as a customer (the simulator's webhook):",
+            f"  curl -X POST {base}/hooks/simulator/demo-1 -H 'X-Simulator-Secret: {secret}' \\",
+            f"       -H 'Content-Type: application/json' -d '{message}'",
+        ]
     lines += [
         "",
         "Or from a socket.io-client front-end:",

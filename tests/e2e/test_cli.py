@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import jwt
 import trio
 
@@ -81,7 +82,7 @@ async def test_serve_demo_streams_the_simulated_company_and_stops_on_sigterm(
         assert process.stdout is not None
         banner = b""
         with trio.fail_after(20):
-            while b"omnirelay watch" not in banner:
+            while b"socket.io-client front-end" not in banner:
                 chunk = await process.stdout.receive_some()
                 assert chunk, "the server exited before printing its banner"
                 banner += chunk
@@ -115,6 +116,24 @@ async def test_serve_demo_streams_the_simulated_company_and_stops_on_sigterm(
         message = await client.recv_event("new_message", seconds=15)
         assert message["data"]["source"] == "whatsapp"
         assert isinstance(message["data"]["message_id"], int)
+        # The banner's curl, as printed: a customer writes in through the simulator's webhook.
+        hook = re.search(
+            r"curl -X POST (\S+/hooks/simulator/demo-1) "
+            r"-H 'X-Simulator-Secret: (\S+)'.*?-d '(.+?)'$",
+            text,
+            re.MULTILINE | re.DOTALL,
+        )
+        assert hook is not None
+        async with httpx.AsyncClient() as http:
+            answer = await http.post(
+                hook.group(1),
+                content=hook.group(3).encode(),
+                headers={"X-Simulator-Secret": hook.group(2), "Content-Type": "application/json"},
+            )
+        assert answer.json() == {"ok": True, "stored": True}
+        with trio.fail_after(15):
+            while (await client.recv_event("new_message"))["data"]["text"] != "Olá!":
+                pass
         process.send_signal(signal.SIGTERM)
         code, _reason = await client.wait_closed(seconds=10)
         assert code == 1001
