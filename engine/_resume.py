@@ -100,14 +100,19 @@ async def replay(
 class LiveGate:
     """Holds a subscriber's live durable events while a replay runs (see the module doc)."""
 
-    __slots__ = ("_held", "holding")
+    __slots__ = ("_held", "first_live_seq", "holding")
 
     def __init__(self) -> None:
         self.holding = False
+        self.first_live_seq: int | None = None  # the first durable event offered live
         self._held: list[tuple[int, Group]] = []
 
     def hold(self, frames: Group, seq: int | None) -> bool:
-        """Keep the event's frames for later if holding (durable only); False: send them now."""
+        """Every live event passes here first. Keep the event's frames for later if holding
+        (durable only); False: send them now. Notes the first durable event offered live: a
+        replay stops before it (the client has it, or will have it, live)."""
+        if seq is not None and self.first_live_seq is None:
+            self.first_live_seq = seq
         if not self.holding or seq is None:
             return False
         self._held.append((seq, frames))

@@ -54,7 +54,6 @@ class SocketSubscriber:
 
     __slots__ = (
         "connection_id",
-        "first_live_seq",
         "format",
         "gate",
         "metrics",
@@ -76,7 +75,6 @@ class SocketSubscriber:
         self.rooms: set[str] = set()
         self.metrics = engine.metrics
         self.gate = LiveGate()
-        self.first_live_seq: int | None = None
         connection = socket.engine
         self.outbox = Outbox(
             send=socket.send_frames,
@@ -102,8 +100,6 @@ class SocketSubscriber:
         seq: int | None = None,
         coalesce: Hashable | None = None,
     ) -> None:
-        if seq is not None and self.first_live_seq is None:
-            self.first_live_seq = seq
         if self.gate.hold(frames, seq):
             return
         # Nothing durable is dropped silently: on overflow the transport is dropped, and the
@@ -220,7 +216,7 @@ class GatewayNamespace:
             engine.hub,
             subscriber,
             after=after,
-            before=subscriber.first_live_seq,
+            before=subscriber.gate.first_live_seq,
             send=socket.send_frames,  # kept until the CONNECT reply is out, then sent in order
             limit=engine.config.clients.replay_limit,
             skip=skip,

@@ -113,7 +113,6 @@ class EnvelopeSubscriber:
         "close_reason",
         "connection_id",
         "filters",
-        "first_live_seq",
         "format",
         "gate",
         "metrics",
@@ -140,7 +139,6 @@ class EnvelopeSubscriber:
         self.metrics = metrics
         self.filters: list[Filter] = []
         self.gate = LiveGate()
-        self.first_live_seq: int | None = None  # the first durable event offered live
         self.close_code: int | None = None
         self.close_reason = ""
         self._scope = scope
@@ -171,8 +169,6 @@ class EnvelopeSubscriber:
     ) -> None:
         if self.close_code is not None:
             return
-        if seq is not None and self.first_live_seq is None:
-            self.first_live_seq = seq
         if self.gate.hold(frames, seq):
             return
         # Nothing durable is dropped silently: on overflow the client is closed with 4008 and
@@ -358,7 +354,7 @@ async def _resume(
         subscriber,
         after=since.seq,
         # From the first event offered live on (delivered or held) the client has it already.
-        before=subscriber.first_live_seq,
+        before=subscriber.gate.first_live_seq,
         send=subscriber.transport.send_frames_nowait,
         limit=engine.config.clients.replay_limit,
     )
