@@ -37,7 +37,7 @@ from ._hub import Target
 from ._inbound import InboundRequest, handle_inbound
 from ._metrics import CONTENT_TYPE
 from ._provider import TestConnection
-from ._store import MessageView, StoreError
+from ._store import MessageView, Page, StoreError
 from ._transports import QuartWebSocketTransport, quart_engineio_polling, quart_engineio_websocket
 from ._webhooks_api import register_webhook_routes
 from ._ws_endpoint import CLOSE_KICKED, CLOSE_KICKED_RECONNECT, EnvelopeConnection, parse_since
@@ -80,6 +80,14 @@ _HTTP_CODES = {
     415: "unsupported_media_type",
     429: "too_many_requests",
 }
+
+
+def _page_response(engine: Engine, name: str, items: list[Any], page: Page[Any]) -> Response:
+    """A listing page: the items, the cursor to the next page, and the log position the page
+    was read at (subscribe or resume from there and nothing is missed in between)."""
+    return json_response(
+        {name: items, "nextCursor": page.next_cursor, "seq": f"{engine.store.epoch}:{page.seq}"}
+    )
 
 
 def _http_error(error: HTTPException) -> Response:
@@ -408,13 +416,7 @@ def create_blueprint(
             )
         except ValueError as exc:
             raise ApiError(400, "invalid_cursor", str(exc)) from None
-        return json_response(
-            {
-                "chats": [chat_json(c) for c in page.items],
-                "nextCursor": page.next_cursor,
-                "seq": f"{gateway.store.epoch}:{page.seq}",
-            }
-        )
+        return _page_response(gateway, "chats", [chat_json(c) for c in page.items], page)
 
     @bp.get("/api/chats/<int:chat_id>/messages")
     async def list_messages(chat_id: int) -> Response:
@@ -426,13 +428,7 @@ def create_blueprint(
             )
         except ValueError as exc:
             raise ApiError(400, "invalid_cursor", str(exc)) from None
-        return json_response(
-            {
-                "messages": [message_json(m) for m in page.items],
-                "nextCursor": page.next_cursor,
-                "seq": f"{gateway.store.epoch}:{page.seq}",
-            }
-        )
+        return _page_response(gateway, "messages", [message_json(m) for m in page.items], page)
 
     @bp.post("/api/chats/<int:chat_id>/read")
     async def mark_read(chat_id: int) -> Response:
