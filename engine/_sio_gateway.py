@@ -56,7 +56,6 @@ class SocketSubscriber:
         "connection_id",
         "format",
         "gate",
-        "metrics",
         "outbox",
         "rooms",
         "scope",
@@ -73,7 +72,6 @@ class SocketSubscriber:
         self.format = fmt
         self.scope = scope
         self.rooms: set[str] = set()
-        self.metrics = engine.metrics
         self.gate = LiveGate()
         connection = socket.engine
         self.outbox = Outbox(

@@ -115,7 +115,6 @@ class EnvelopeSubscriber:
         "filters",
         "format",
         "gate",
-        "metrics",
         "outbox",
         "tenant_id",
         "transport",
@@ -136,7 +135,6 @@ class EnvelopeSubscriber:
         self.connection_id = connection_id
         self.format = format
         self.transport = transport
-        self.metrics = metrics
         self.filters: list[Filter] = []
         self.gate = LiveGate()
         self.close_code: int | None = None
